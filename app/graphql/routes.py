@@ -1,0 +1,112 @@
+"""POST /graphql (GraphiQL in dev mode) and POST /hasura/actions, both over one schema.
+
+/graphql authenticates with app.auth (JWT, admin secret, API key); anonymous
+requests are refused with 401 and a GraphQL error body. /hasura/actions checks
+the shared action secret, takes the caller from Hasura's session variables, runs
+the action's mutation and answers the output object, or 400 with
+{"message", "extensions": {"code"}} as Hasura's action protocol expects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from strawberry.aiohttp.views import GraphQLView
+
+from app.auth import ACTION_HEADER, caller_from_session
+from app.errors import NotificationError
+from app.graphql import hasura
+from app.graphql.context import Context
+from app.graphql.schema import schema
+from app.main import AUTH, RUNTIME, SETTINGS
+from app.models import Caller
+
+log = logging.getLogger(__name__)
+
+CALLER = web.RequestKey("graphql_caller", Caller)
+
+
+def _graphql_error(exc: NotificationError) -> web.Response:
+    body = {"data": None, "errors": [{"message": exc.message, "extensions": exc.extensions()}]}
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return web.json_response(body, status=exc.status, headers=headers)
+
+
+class View(GraphQLView[Context, None]):
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if self.graphql_ide and request.method == "GET" and self.should_render_graphql_ide(
+            _Accept(request)
+        ):
+            return await super().__call__(request)
+        try:
+            request[CALLER] = request.app[AUTH].authenticate(request.headers, request.remote)
+        except NotificationError as exc:
+            return _graphql_error(exc)
+        return await super().__call__(request)
+
+    async def get_context(  # type: ignore[override]
+        self, request: web.Request, response: web.Response | web.WebSocketResponse
+    ) -> Context:
+        return Context(rt=request.app[RUNTIME], caller=request[CALLER], request=request)
+
+
+class _Accept:
+    """Just enough of a request adapter for should_render_graphql_ide."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.method = request.method
+        self.headers = request.headers
+        self.query_params = request.query
+
+
+def _action_error(message: str, code: str, status: int = 400) -> web.Response:
+    return web.json_response({"message": message, "extensions": {"code": code}}, status=status)
+
+
+async def hasura_action(request: web.Request) -> web.Response:
+    if not request.app[AUTH].is_action_secret(request.headers.get(ACTION_HEADER)):
+        return _action_error(f"missing or wrong {ACTION_HEADER}", "UNAUTHENTICATED", 401)
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _action_error("body must be JSON", "BAD_USER_INPUT")
+    if not isinstance(body, dict):
+        return _action_error("body must be a JSON object", "BAD_USER_INPUT")
+    name = hasura.action_name(body)
+    if name not in hasura.ACTION_NAMES:
+        return _action_error(f"unknown action {name!r}", "NOT_FOUND")
+    session = body.get("session_variables")
+    try:
+        caller = caller_from_session(
+            session if isinstance(session, dict) else {}, source="hasura-action",
+            ip=request.headers.get("X-Forwarded-For") or request.remote,
+        )  # fmt: skip
+    except NotificationError as exc:
+        return _action_error(exc.message, exc.code)
+    result = await schema.execute(
+        hasura.operation(name),
+        variable_values=hasura.argument_values(name, body.get("input")),
+        context_value=Context(rt=request.app[RUNTIME], caller=caller, request=request),
+    )
+    if result.errors:
+        error = result.errors[0]
+        extensions: dict[str, Any] = dict(error.extensions or {"code": "INTERNAL"})
+        return _action_error_ext(error.message, extensions)
+    assert result.data is not None
+    return web.json_response(result.data[name])
+
+
+def _action_error_ext(message: str, extensions: dict[str, Any]) -> web.Response:
+    return web.json_response({"message": message, "extensions": extensions}, status=400)
+
+
+def setup(app: web.Application) -> None:
+    """Mount /graphql and /hasura/actions."""
+    ide = "graphiql" if app[SETTINGS].dev_mode else None
+    view = View(schema=schema, graphql_ide=ide, allow_queries_via_get=True)
+    app.router.add_route("GET", "/graphql", view)
+    app.router.add_route("POST", "/graphql", view)
+    app.router.add_post("/hasura/actions", hasura_action)

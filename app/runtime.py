@@ -1,0 +1,104 @@
+"""The long-lived resources one process holds: DB pool, Redis, HTTP session, caches.
+
+The API (aiohttp cleanup_ctx), the ARQ worker (on_startup/on_shutdown), the
+postgres-queue worker and the CLI all open one `Runtime` and hand it to the
+service layer, so every entry point runs the same rules on the same resources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("jsonb", "json"):
+        await conn.set_type_codec(
+            typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_db_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set (embedded services were not started)")
+    options: dict[str, Any] = {
+        "min_size": min(settings.database_pool_min, settings.database_pool_max),
+        "max_size": settings.database_pool_max,
+        "max_inactive_connection_lifetime": settings.database_pool_idle_timeout / 1000,
+        "init": _init_connection,
+        "command_timeout": 60,
+    }
+    options.update(overrides)
+    pool: asyncpg.Pool = await asyncpg.create_pool(settings.database_url, **options)
+    return pool
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    url = settings.redis_url or "redis://localhost:6379"
+    rs = RedisSettings.from_dsn(url)
+    rs.conn_timeout = 5
+    rs.conn_retries = 3
+    rs.max_connections = max(settings.redis_pool_max, 16)
+    return rs
+
+
+async def create_redis(settings: Settings) -> ArqRedis:
+    return await create_pool(redis_settings(settings))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: asyncpg.Pool
+    redis: ArqRedis
+    http: aiohttp.ClientSession
+    name: str = field(default_factory=worker_name)
+    # per-process caches owned by services (templates, providers, intake batcher)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        for closer in list(self.state.values()):
+            aclose = getattr(closer, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        await self.http.close()
+        await self.redis.aclose()
+        await self.db.close()
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings, **pool_overrides: Any) -> AsyncIterator[Runtime]:
+    db = await create_db_pool(settings, **pool_overrides)
+    try:
+        redis = await create_redis(settings)
+    except Exception:
+        await db.close()
+        raise
+    http = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=200, limit_per_host=100),
+        headers={"User-Agent": "hasura-notifications/0.1"},
+    )
+    runtime = Runtime(settings=settings, db=db, redis=redis, http=http)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
