@@ -370,6 +370,8 @@ def _run_on(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
             asyncpg.InvalidPasswordError) as exc:  # fmt: skip
         reason = str(exc) or type(exc).__name__
         raise fail(f"database unreachable ({_redact(settings.database_url)}): {reason}") from None
+    except asyncpg.PostgresError as exc:
+        raise fail(f"database error: {type(exc).__name__}: {exc}") from None
 
 
 def _redact(url: str | None) -> str:

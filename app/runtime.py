@@ -18,7 +18,8 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import BlockingConnectionPool
 
 from app.settings import Settings
 
@@ -57,7 +58,19 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 
 async def create_redis(settings: Settings) -> ArqRedis:
-    return await create_pool(redis_settings(settings))
+    """An ArqRedis on a *blocking* pool of REDIS_POOL_MAX connections: when all are busy a
+    caller waits for one instead of failing with "Too many connections"."""
+    url = settings.redis_url or "redis://localhost:6379"
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=settings.redis_pool_max, timeout=20, socket_connect_timeout=5
+    )
+    redis = ArqRedis(connection_pool=pool)
+    try:
+        await redis.ping()
+    except Exception:
+        await redis.aclose()
+        raise
+    return redis
 
 
 def worker_name() -> str:

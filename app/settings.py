@@ -312,6 +312,9 @@ class Settings(BaseSettings):
     onesignal_webhook_secret: str | None = Field(
         None, validation_alias=AliasChoices("NOTIFICATIONS_ONESIGNAL_WEBHOOK_SECRET")
     )
+    ses_webhook_topic_arns: str | None = Field(
+        None, validation_alias=AliasChoices("NOTIFICATIONS_SES_WEBHOOK_TOPIC_ARNS")
+    )  # comma-separated SNS topic ARNs allowed to post SES events (unset: any)
     twilio_auth_token: str | None = Field(
         None, validation_alias=AliasChoices("NOTIFICATIONS_TWILIO_AUTH_TOKEN")
     )  # webhook verification when Twilio is configured in notification_providers

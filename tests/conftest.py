@@ -101,10 +101,27 @@ async def database_url(servers: tuple[str, str]) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(servers: tuple[str, str]) -> str:
+def redis_url(servers: tuple[str, str]) -> Iterator[str]:
+    """A Redis database of its own: concurrent test sessions on one server never meet."""
+    import redis as sync_redis
+
     _, url = servers
     base, _, _ = url.rpartition("/")
-    return f"{base}/5"
+    token = uuid.uuid4().hex
+    for db in range(1, 16):
+        client = sync_redis.Redis.from_url(f"{base}/{db}")
+        if client.set("notif:test-session", token, nx=True, ex=3600):
+            client.flushdb()
+            client.set("notif:test-session", token, ex=3600)
+            client.close()
+            break
+        client.close()
+    else:
+        raise RuntimeError("every Redis test database is taken by another test session")
+    yield f"{base}/{db}"
+    client = sync_redis.Redis.from_url(f"{base}/{db}")
+    client.flushdb()
+    client.close()
 
 
 @pytest.fixture
@@ -117,6 +134,7 @@ async def clean(database_url: str, redis_url: str) -> None:
 
     client = Redis.from_url(redis_url)
     await client.flushdb()
+    await client.set("notif:test-session", "held", ex=3600)
     await client.aclose()
 
 

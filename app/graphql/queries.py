@@ -6,7 +6,7 @@ from uuid import UUID
 
 import strawberry
 
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.graphql.context import Info
 from app.graphql.types import (
     DeliveryStats,
@@ -88,6 +88,8 @@ class Query:
         offset: int = 0,
     ) -> NotificationPage:
         f = filter or NotificationFilter()
+        if not 1 <= limit <= MAX_PAGE:  # the service reads limit=0 as "default"
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", details={"field": "limit"})
         probe = limit + 1 if 1 <= limit < MAX_PAGE else limit
         rows = await notifications.list_for(
             info.context.rt, info.context.caller,

@@ -225,7 +225,10 @@ class SendNotificationPayload:
 
     @classmethod
     def from_outcome(cls, outcome: Any) -> SendNotificationPayload:
-        return cls(outcome.success, outcome.notification_id, outcome.status, outcome.message)
+        return cls(
+            success=outcome.success, notification_id=outcome.notification_id,
+            status=outcome.status, message=outcome.message,
+        )  # fmt: skip
 
 
 @strawberry.type

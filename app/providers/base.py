@@ -108,6 +108,7 @@ class OutboundMessage:
     text: str | None = None
     html: str | None = None
     category: str | None = None
+    priority: int = 0  # higher first; >= 100 is critical (push urgency, SMS type)
     from_address: str | None = None
     reply_to: str | None = None
     unsubscribe_url: str | None = None

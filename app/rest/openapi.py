@@ -17,7 +17,7 @@ from app.models import SendRequest
 from app.rest import schemas as s
 
 REF = "#/components/schemas/{model}"
-SECURITY = [{"bearerAuth": []}, {"apiKey": []}, {"adminSecret": []}]
+SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKey": []}, {"adminSecret": []}]
 
 UUID_PARAM = {"type": "string", "format": "uuid"}
 NAME_PARAM = {"type": "string", "minLength": 1, "maxLength": 255}
@@ -124,10 +124,7 @@ def _schemas(ops: list[Operation]) -> dict[str, Any]:
 
 
 def _content(model: Any) -> dict[str, Any]:
-    if isinstance(model, dict):
-        schema = model
-    else:
-        schema = {"$ref": REF.format(model=model.__name__)}
+    schema = model if isinstance(model, dict) else {"$ref": REF.format(model=model.__name__)}
     return {"application/json": {"schema": schema}}
 
 
@@ -145,7 +142,9 @@ def document() -> dict[str, Any]:
                 str(status): {"description": "OK"}
                 if response is None
                 else {"description": "OK", "content": _content(response)},
-                **{code: {"description": text, "content": problem} for code, text in ERRORS.items()},
+                **{
+                    code: {"description": text, "content": problem} for code, text in ERRORS.items()
+                },
             },
         }
         if params:
@@ -173,17 +172,25 @@ def document() -> dict[str, Any]:
             "application/problem+json with a stable `code`.",
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": t} for t in ("notifications", "templates", "preferences", "stats",
-                                        "infrastructure")],  # fmt: skip
+        "tags": [
+            {"name": t}
+            for t in ("notifications", "templates", "preferences", "stats", "infrastructure")
+        ],
         "paths": paths,
         "components": {
             "schemas": _schemas(ops),
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer",
-                               "description": "API key or Hasura-style JWT"},
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API key or Hasura-style JWT",
+                },
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "adminSecret": {"type": "apiKey", "in": "header",
-                                "name": "X-Notifications-Admin-Secret"},
+                "adminSecret": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Notifications-Admin-Secret",
+                },
             },
         },
     }

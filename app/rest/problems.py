@@ -53,9 +53,13 @@ CODES = {
 }
 
 
+RESERVED = frozenset({"type", "title", "status", "detail", "code", "errors", "instance"})
+
+
 def problem(
     status: int,
     detail: str,
+    /,
     *,
     code: str | None = None,
     errors: list[dict[str, Any]] | None = None,
@@ -72,7 +76,10 @@ def problem(
     }
     if errors:
         body["errors"] = errors
-    body.update({k: v for k, v in extra.items() if k not in body})
+    clashing = {k: v for k, v in extra.items() if k in RESERVED}
+    body.update({k: v for k, v in extra.items() if k not in RESERVED})
+    if clashing:  # e.g. a Conflict's current notification status
+        body["context"] = clashing
     return web.Response(
         status=status,
         text=json.dumps(body, default=str),
@@ -85,8 +92,11 @@ def from_error(exc: NotificationError) -> web.Response:
     headers = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
-    extra = {k: v for k, v in exc.details.items() if k not in ("code",)}
-    return problem(exc.status, exc.message, code=exc.code, headers=headers, **extra)
+    extra = {k: v for k, v in exc.details.items() if k != "code"}
+    errors = extra.pop("errors", None)
+    return problem(
+        exc.status, exc.message, code=exc.code, headers=headers, errors=errors, **extra
+    )
 
 
 def validation_errors(

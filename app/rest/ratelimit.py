@@ -56,7 +56,7 @@ async def take(redis: Redis, ip: str, per_minute: int, burst: int) -> Verdict:
     ttl = max(60, math.ceil(capacity / rate) + 1)
     try:
         allowed, retry_ms = await redis.eval(  # type: ignore[misc]
-            _BUCKET, 1, f"notif:api:rl:{ip}", capacity, rate, time.time(), ttl
+            _BUCKET, 1, f"notif:api:rl:{ip}", str(capacity), repr(rate), repr(time.time()), str(ttl)
         )
     except Exception as exc:
         log.warning("API rate limit skipped, Redis unavailable: %s", exc)

@@ -187,7 +187,7 @@ async def list_notifications(request: web.Request) -> web.Response:
     return reply(
         s.NotificationList(
             items=items, limit=q.limit, offset=q.offset, count=len(items), next_offset=next_offset
-        )  # fmt: skip
+        )
     )
 
 
@@ -326,8 +326,7 @@ class _NoQuery(BaseModel):
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    _, runtime_key, settings_key = _keys()
-    if request.app[settings_key].metrics_protected:
+    if request.app[_keys()[2]].metrics_protected:
         privileged(request)
     try:  # the spec's queue gauge, refreshed on scrape
         size = await rt_of(request).db.fetchval("SELECT COUNT(*) FROM notification_queue")

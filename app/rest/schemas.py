@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.models import Channel, Recipient, Status
+from app.models import Channel, Status
 
 Frequency = Literal["immediate", "daily", "weekly", "disabled"]
 _PERIOD = re.compile(r"^(\d{1,5})([hd])$")
@@ -43,7 +43,11 @@ class ErrorInfo(BaseModel):
 class BatchRecipient(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: Recipient
+    # validated per item (as SendRequest.to), so one bad address fails only its own item
+    to: dict[str, Any] = Field(
+        description="the recipient, as SendRequest.to: {email} | {phone} | {device_token}"
+        " | {subscription}"
+    )
     variables: dict[str, Any] = Field(default_factory=dict)
     user_id: UUID | None = Field(None, description="defaults to the caller's own user id")
     idempotency_key: str | None = Field(None, min_length=1, max_length=255)
@@ -71,7 +75,7 @@ class BatchSendRequest(BaseModel):
         data = self.model_dump(exclude={"recipients"}, exclude_none=True)
         data.update(
             user_id=user_id,
-            to=recipient.to.model_dump(exclude_none=True),
+            to=recipient.to,
             variables=recipient.variables,
             idempotency_key=recipient.idempotency_key,
         )

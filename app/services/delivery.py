@@ -107,6 +107,7 @@ def message_from_row(row: Any) -> OutboundMessage:
         text=row["body"],
         html=row["body_html"],
         category=row["category"],
+        priority=int(row["priority"] or 0),
         from_address=metadata.get("from"),
         reply_to=metadata.get("reply_to"),
         unsubscribe_url=metadata.get("unsubscribe_url"),

@@ -36,8 +36,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from app.errors import NotFound
 from app.models import Caller, Status, can_transition
 from app.providers.base import EventType, ProviderEvent
@@ -200,7 +198,7 @@ def _payload(event: ProviderEvent) -> dict[str, Any]:
     return data
 
 
-async def _write_states(conn: asyncpg.Connection, states: Iterable[_State]) -> tuple[int, int]:
+async def _write_states(conn: Any, states: Iterable[_State]) -> tuple[int, int]:
     """Persist changed rows and opt-outs; (changed, opted_out)."""
     changed = [s for s in states if s.dirty]
     if changed:

@@ -130,10 +130,10 @@ async def delete(
                 await conn.execute(
                     """
                     UPDATE notifications SET
-                        to_address = $2, recipient = '{"redacted": true}'::jsonb,
-                        subject = CASE WHEN subject IS NULL THEN NULL ELSE $2 END,
-                        body = CASE WHEN body IS NULL THEN NULL ELSE $2 END,
-                        body_html = CASE WHEN body_html IS NULL THEN NULL ELSE $2 END,
+                        to_address = $2::text, recipient = '{"redacted": true}'::jsonb,
+                        subject = CASE WHEN subject IS NULL THEN NULL ELSE $2::text END,
+                        body = CASE WHEN body IS NULL THEN NULL ELSE $2::text END,
+                        body_html = CASE WHEN body_html IS NULL THEN NULL ELSE $2::text END,
                         variables = '{}'::jsonb, metadata = '{}'::jsonb,
                         status = CASE WHEN status = ANY($3::varchar[]) THEN 'cancelled'
                                       ELSE status END,

@@ -1,9 +1,170 @@
-"""Routes of this interface are mounted by setup(app); see DESIGN.md."""
+"""Provider webhooks: POST /webhooks/{provider} and the spec's POST /webhooks/notifications.
+
+    IP allow-list (NOTIFICATIONS_WEBHOOK_IP_WHITELIST)  -> 403
+    body over NOTIFICATIONS_MAX_BODY_SIZE               -> 413
+    signature (when NOTIFICATIONS_WEBHOOK_VERIFY=true)  -> 401 (WebhookRejected)
+    body not in the provider's format                   -> 400 (WebhookInvalid)
+    same signed delivery again                          -> 200 {"status": "duplicate"}, no change
+    otherwise                                           -> 200, events stored and applied
+
+Nothing is written before the request is verified and parsed. Verification and
+parsing are the provider module's (app.providers.*): this file only shapes the
+request, routes it and applies the events (app.services.events).
+SES arrives through SNS: a verified SubscriptionConfirmation is confirmed by
+fetching its SubscribeURL (restricted to sns.<region>.amazonaws.com).
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
 from aiohttp import web
+
+from app import metrics
+from app.errors import Forbidden, NotFound
+from app.providers.base import (
+    ProviderContext,
+    WebhookInvalid,
+    WebhookRejected,
+    WebhookRequest,
+)
+from app.providers.registry import provider_class
+from app.rest import problems
+from app.services import events as event_service
+from app.webhooks import replay
+from app.webhooks.detect import WEBHOOK_PROVIDERS, detect
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+NETWORKS = web.AppKey("webhook_networks", tuple)
+
+
+def parse_networks(raw: str | None) -> tuple[Network, ...]:
+    """CIDRs (or single addresses), comma- or space-separated; a bad entry fails start-up."""
+    items = [part.strip() for part in (raw or "").replace(" ", ",").split(",") if part.strip()]
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def ip_allowed(remote: str | None, networks: tuple[Network, ...]) -> bool:
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address((remote or "").split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def _keys() -> tuple[Any, Any]:
+    from app.main import RUNTIME, SETTINGS
+
+    return RUNTIME, SETTINGS
+
+
+def build_request(request: web.Request, body: bytes, public_url: str | None) -> WebhookRequest:
+    """What the verifier sees: the URL the provider called (Twilio/Plivo sign it)."""
+    url = public_url.rstrip("/") + request.path_qs if public_url else str(request.url)
+    form = None
+    if "application/x-www-form-urlencoded" in (request.content_type or ""):
+        try:
+            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            form = None
+    return WebhookRequest(
+        url=url,
+        method=request.method,
+        headers=request.headers,
+        body=body,
+        form=form,
+        remote=request.remote,
+    )
+
+
+async def confirm_subscription(http: aiohttp.ClientSession, url: str) -> int:
+    """GET an SNS SubscribeURL (already checked to be an SNS host); returns the status."""
+    async with http.get(url, timeout=aiohttp.ClientTimeout(total=10), allow_redirects=False) as r:
+        await r.read()
+        return r.status
+
+
+async def receive(request: web.Request, provider: str | None) -> web.Response:
+    runtime_key, settings_key = _keys()
+    settings = request.app[settings_key]
+    rt = request.app[runtime_key]
+    label = provider or "unknown"
+    if not ip_allowed(request.remote, request.app[NETWORKS]):
+        metrics.webhook_requests_total.labels(label, "forbidden").inc()
+        raise Forbidden(f"webhook source {request.remote} is not in the IP allow-list")
+    body = await request.read()
+    if provider is None:
+        provider = detect(request.headers, request.query, body)
+        if provider is None:
+            metrics.webhook_requests_total.labels("unknown", "invalid").inc()
+            return problems.problem(
+                400,
+                "cannot tell which provider sent this webhook; use /webhooks/{provider}"
+                " or add ?provider=",
+                code="BAD_REQUEST",
+            )
+    if provider not in WEBHOOK_PROVIDERS:
+        raise NotFound(f"no webhook receiver for provider {provider!r}")
+    label = provider
+    cls: Any = provider_class(provider)
+    hook = build_request(request, body, settings.public_url)
+    try:
+        if settings.webhook_verify:
+            ctx = ProviderContext(http=rt.http, settings=settings, redis=rt.redis)
+            await cls.verify_webhook(hook, ctx)
+        events = cls.parse_webhook(hook)
+        confirm_url = cls.subscription_confirm_url(hook) if provider == "ses" else None
+    except WebhookRejected as exc:
+        metrics.webhook_requests_total.labels(label, "rejected").inc()
+        log.info("rejected %s webhook from %s: %s", provider, request.remote, exc)
+        return problems.problem(401, f"webhook rejected: {exc}", code="UNAUTHENTICATED")
+    except WebhookInvalid as exc:
+        metrics.webhook_requests_total.labels(label, "invalid").inc()
+        return problems.problem(400, f"malformed {provider} webhook: {exc}", code="BAD_REQUEST")
+    if confirm_url:
+        status = await confirm_subscription(rt.http, confirm_url)
+        metrics.webhook_requests_total.labels(label, "subscription").inc()
+        if not 200 <= status < 300:
+            return problems.problem(502, f"SNS SubscribeURL answered {status}", code="BAD_GATEWAY")
+        return web.json_response({"status": "subscribed", "provider": provider})
+    key = replay.delivery_id(provider, request.headers, body)
+    ttl = max(3600, 2 * settings.webhook_tolerance) + 60
+    if not await replay.claim(rt.redis, key, ttl):
+        metrics.webhook_requests_total.labels(label, "duplicate").inc()
+        return web.json_response({"status": "duplicate", "provider": provider, "received": 0})
+    try:
+        counts = await event_service.apply(rt, events)
+    except BaseException:
+        await replay.release(rt.redis, key)
+        raise
+    metrics.webhook_requests_total.labels(label, "accepted").inc()
+    for event in events:
+        metrics.webhook_events_total.labels(provider, event.type.value, "received").inc()
+    return web.json_response({"status": "ok", "provider": provider, **counts.as_dict()})
+
+
+async def notifications_webhook(request: web.Request) -> web.Response:
+    return await receive(request, None)
+
+
+async def provider_webhook(request: web.Request) -> web.Response:
+    return await receive(request, request.match_info["provider"].lower())
 
 
 def setup(app: web.Application) -> None:
-    """Register this interface's routes on the app."""
+    """Register the webhook routes (the spec's single URL first, then per provider)."""
+    from app.main import SETTINGS
+
+    app[NETWORKS] = parse_networks(app[SETTINGS].webhook_ip_whitelist)
+    app.router.add_post("/webhooks/notifications", notifications_webhook)
+    app.router.add_post("/webhooks/{provider}", provider_webhook)

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,14 +43,33 @@ def free_port() -> int:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """A moto server on 127.0.0.1 (free port); yields its base URL."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    """A moto server on 127.0.0.1 (a free port); yields its base URL, stops after."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+_SHARED: list[str] = []
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_moto_url() -> str:
+    """One moto server for the whole test process (its daemon thread ends with it).
+
+    moto's backends are process-global anyway, and stopping a server costs half a
+    second (werkzeug's shutdown poll), so test modules share this one.
+    """
+    with _SHARED_LOCK:
+        if not _SHARED:
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            host, port = server.get_host_and_port()
+            _SHARED.append(f"http://{host}:{port}")
+        return _SHARED[0]
 
 
 def moto_data(base_url: str) -> dict[str, Any]:
@@ -91,6 +111,13 @@ class AwsApiFake:
 
     def hang(self) -> None:
         self.script = Scripted(hang=True)
+
+    def reset(self) -> None:
+        """Between tests: let any hung handler finish, forget the script and requests."""
+        self.release.set()
+        self.release = asyncio.Event()
+        self.script = None
+        self.requests.clear()
 
     # ---- checks ---------------------------------------------------------------
 

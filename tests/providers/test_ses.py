@@ -26,33 +26,41 @@ from app.providers.base import (
     TransientProviderError,
 )
 from app.providers.email.ses import SesProvider
-from tests.fakes.aws import AWS_TEST_CONFIG, AwsApiFake, free_port, moto_data, moto_server
+from tests.fakes.aws import AWS_TEST_CONFIG, AwsApiFake, free_port, moto_data, shared_moto_url
 
 SENDER = "notify@example.com"
 
 
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        # SES only sends from verified identities (moto enforces it too).
-        boto3.client(
-            "sesv2",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-        ).create_email_identity(EmailIdentity=SENDER)
-        yield url
+def moto_url() -> str:
+    url = shared_moto_url()
+    # SES only sends from verified identities (moto enforces it too).
+    boto3.client(
+        "sesv2",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    ).create_email_identity(EmailIdentity=SENDER)
+    return url
 
 
-@pytest.fixture
-async def aws_fake() -> AsyncIterator[tuple[AwsApiFake, str]]:
+@pytest.fixture(scope="module")
+async def aws_server() -> AsyncIterator[tuple[AwsApiFake, str]]:
     fake = AwsApiFake()
     server = TestServer(fake.app, host="127.0.0.1")
     await server.start_server()
     yield fake, str(server.make_url("")).rstrip("/")
-    fake.release.set()
+    fake.reset()
     await server.close()
+
+
+@pytest.fixture
+def aws_fake(aws_server: tuple[AwsApiFake, str]) -> Iterator[tuple[AwsApiFake, str]]:
+    """The module's fake, with a clean script for each test (one boto3 client for all)."""
+    aws_server[0].reset()
+    yield aws_server
+    aws_server[0].reset()
 
 
 @pytest.fixture
@@ -126,11 +134,11 @@ async def test_wire_request_has_tags_reply_to_and_config_set(
     body = fake.requests[-1]["body"]
     assert body["FromEmailAddress"] == SENDER
     assert body["Destination"] == {"ToAddresses": ["grace@example.net"]}
-    assert body["ReplyToAddresses"] == ["help@example.com"]
+    assert "ReplyToAddresses" not in body  # Reply-To is a MIME header of the raw message
     assert body["ConfigurationSetName"] == "events"
     assert body["EmailTags"] == [{"Name": "notification_id", "Value": str(msg.notification_id)}]
     raw = base64.b64decode(body["Content"]["Raw"]["Data"])
-    assert raw.startswith(b"From: ") and b"\r\n\r\n" in raw
+    assert raw.startswith(b"From: ") and b"\r\nReply-To: help@example.com\r\n" in raw
 
 
 @pytest.mark.parametrize(

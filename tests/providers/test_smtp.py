@@ -249,3 +249,12 @@ def test_config_from_settings(make_settings: Callable[..., Any]) -> None:
     assert config["host"] == "mail.example.com" and config["port"] == 465 and config["secure"]
     assert config["password"] == "key-as-password"
     assert config["reject_unauthorized"] is True
+
+
+async def test_header_injection_is_refused_before_connecting(
+    smtp: Callable[..., SmtpProvider],
+) -> None:
+    # Nothing listens on this port: the error must come from building the message.
+    bad = message(reply_to="help@example.com\r\nBcc: victim@example.org")
+    with pytest.raises(PermanentProviderError, match="cannot build"):
+        await smtp(free_port()).send(bad)

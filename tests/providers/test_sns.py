@@ -21,25 +21,32 @@ from app.providers.base import (
     TransientProviderError,
 )
 from app.providers.sms.sns import SnsProvider
-from tests.fakes.aws import AWS_TEST_CONFIG, AwsApiFake, free_port, moto_data, moto_server
+from tests.fakes.aws import AWS_TEST_CONFIG, AwsApiFake, free_port, moto_data, shared_moto_url
 
 PHONE = "+14155550123"
 
 
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
+def moto_url() -> str:
+    return shared_moto_url()
 
 
-@pytest.fixture
-async def aws_fake() -> AsyncIterator[tuple[AwsApiFake, str]]:
+@pytest.fixture(scope="module")
+async def aws_server() -> AsyncIterator[tuple[AwsApiFake, str]]:
     fake = AwsApiFake()
     server = TestServer(fake.app, host="127.0.0.1")
     await server.start_server()
     yield fake, str(server.make_url("")).rstrip("/")
-    fake.release.set()
+    fake.reset()
     await server.close()
+
+
+@pytest.fixture
+def aws_fake(aws_server: tuple[AwsApiFake, str]) -> Iterator[tuple[AwsApiFake, str]]:
+    """The module's fake, with a clean script for each test (one boto3 client for all)."""
+    aws_server[0].reset()
+    yield aws_server
+    aws_server[0].reset()
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 Sending: `SendEmail` with `Content.Raw`, the MIME message built by
 `app.providers.email.mime` (text + html alternatives, Reply-To, List-Unsubscribe
 headers for marketing). Raw content is what both real SES and moto take whole,
-with every header we set. SES assigns the Message-ID itself; its `MessageId`
+with every header we set (Reply-To travels in the MIME, not as
+ReplyToAddresses, so it is never doubled). SES assigns the Message-ID itself; its `MessageId`
 answer is the provider id, and SES events quote it as `mail.messageId`.
 The notification id travels as the `notification_id` message tag, so events
 carry it back in `mail.tags`.
@@ -131,8 +132,6 @@ class SesProvider(Provider):
             "Content": {"Raw": {"Data": raw}},
             "EmailTags": [{"Name": "notification_id", "Value": str(message.notification_id)}],
         }
-        if reply_to:
-            params["ReplyToAddresses"] = [reply_to]
         if self.config.get("configuration_set"):
             params["ConfigurationSetName"] = self.config["configuration_set"]
         answer = await aws.aws_call(
