@@ -1183,7 +1183,7 @@ def hasura_export(
 ) -> None:
     """Write the Hasura metadata (actions generated from the GraphQL schema, tables)."""
     try:
-        from app.graphql.hasura import write_metadata  # type: ignore[attr-defined]
+        from app.graphql.hasura import write_metadata
     except ImportError as exc:
         raise fail(f"Hasura metadata export is not available in this build ({exc})") from None
     written = write_metadata(path)

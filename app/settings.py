@@ -439,7 +439,10 @@ def _describe(error: dict[str, Any]) -> str:
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment; raise SettingsError with one clear line."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise SettingsError(f"invalid configuration: {_describe(dict(first))}") from None
+    from app.secrets import resolve
+
+    return resolve(settings)

@@ -164,10 +164,13 @@ def actions_metadata() -> dict[str, Any]:
                 {"name": t.name} for t in types if isinstance(t, GraphQLInputObjectType)
             ],
             "objects": [
-                {"name": t.name, **({"relationships": RELATIONSHIPS[t.name]}
-                                    if t.name in RELATIONSHIPS else {})}
-                for t in types if isinstance(t, GraphQLObjectType)
-            ],  # fmt: skip
+                {
+                    "name": t.name,
+                    **({"relationships": RELATIONSHIPS[t.name]} if t.name in RELATIONSHIPS else {}),
+                }
+                for t in types
+                if isinstance(t, GraphQLObjectType)
+            ],
             "scalars": [{"name": t.name} for t in types if isinstance(t, GraphQLScalarType)],
         },
     }

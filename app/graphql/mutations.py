@@ -11,8 +11,8 @@ from app.errors import InvalidInput, NotificationError
 from app.graphql.context import Info
 from app.graphql.types import (
     DeleteTemplatePayload,
-    PreferenceInput,
     Preference,
+    PreferenceInput,
     SendNotificationInput,
     SendNotificationPayload,
     SendNotificationResult,

@@ -89,7 +89,9 @@ class Query:
     ) -> NotificationPage:
         f = filter or NotificationFilter()
         if not 1 <= limit <= MAX_PAGE:  # the service reads limit=0 as "default"
-            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", details={"field": "limit"})
+            raise InvalidInput(
+                f"limit must be between 1 and {MAX_PAGE}", details={"field": "limit"}
+            )
         probe = limit + 1 if 1 <= limit < MAX_PAGE else limit
         rows = await notifications.list_for(
             info.context.rt, info.context.caller,

@@ -37,8 +37,10 @@ def _graphql_error(exc: NotificationError) -> web.Response:
 
 class View(GraphQLView[Context, None]):
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        if self.graphql_ide and request.method == "GET" and self.should_render_graphql_ide(
-            _Accept(request)
+        if (
+            self.graphql_ide
+            and request.method == "GET"
+            and self.should_render_graphql_ide(_Accept(request))
         ):
             return await super().__call__(request)
         try:

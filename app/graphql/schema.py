@@ -12,7 +12,6 @@ from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 
 
-
 class Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Client errors (app.errors, bad input) are answers, not server faults: log only

@@ -94,9 +94,7 @@ def from_error(exc: NotificationError) -> web.Response:
         headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
     extra = {k: v for k, v in exc.details.items() if k != "code"}
     errors = extra.pop("errors", None)
-    return problem(
-        exc.status, exc.message, code=exc.code, headers=headers, errors=errors, **extra
-    )
+    return problem(exc.status, exc.message, code=exc.code, headers=headers, errors=errors, **extra)
 
 
 def validation_errors(

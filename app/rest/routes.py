@@ -63,9 +63,37 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         raise _bad_request("request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad_request(f"malformed JSON: {exc}") from None
+    if (where := nul_path(data)) is not None:
+        raise _nul_error(["body", *where])
+    return data
+
+
+def nul_path(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+    """Where a NUL character hides in decoded JSON (PostgreSQL text cannot hold one)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return (*path, key)
+            if (found := nul_path(item, (*path, key))) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := nul_path(item, (*path, index))) is not None:
+                return found
+    return None
+
+
+def _nul_error(path: list[Any]) -> InvalidInput:
+    where = ".".join(str(p) for p in path)
+    return InvalidInput(
+        f"{where}: must not contain NUL characters",
+        details={"errors": [{"path": path, "message": "must not contain NUL characters"}]},
+    )
 
 
 class _BadRequest(NotificationError):
@@ -82,6 +110,9 @@ async def body_as(request: web.Request, model: type[M]) -> M:
 
 
 def query_as(request: web.Request, model: type[M]) -> M:
+    for key, value in request.query.items():
+        if "\x00" in key or "\x00" in value:
+            raise _nul_error(["query", key])
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -91,6 +122,13 @@ def query_as(request: web.Request, model: type[M]) -> M:
             f"{'.'.join(str(p) for p in first['path'])}: {first['message']}",
             details={"errors": errors},
         ) from None
+
+
+def path_name(request: web.Request, name: str = "name") -> str:
+    value = request.match_info[name]
+    if "\x00" in value:
+        raise _nul_error(["path", name])
+    return value
 
 
 def path_uuid(request: web.Request, name: str) -> UUID:
@@ -227,7 +265,7 @@ async def list_templates(request: web.Request) -> web.Response:
 
 async def get_template(request: web.Request) -> web.Response:
     authenticate(request)
-    row = await template_service.get(rt_of(request), request.match_info["name"])
+    row = await template_service.get(rt_of(request), path_name(request))
     return reply(s.TemplateOut.model_validate(dict(row)))
 
 
@@ -241,15 +279,13 @@ async def create_template(request: web.Request) -> web.Response:
 async def update_template(request: web.Request) -> web.Response:
     caller = authenticate(request)
     body = await body_as(request, s.TemplateUpdate)
-    row = await template_service.update(
-        rt_of(request), caller, request.match_info["name"], body.fields()
-    )
+    row = await template_service.update(rt_of(request), caller, path_name(request), body.fields())
     return reply(s.TemplateOut.model_validate(dict(row)))
 
 
 async def delete_template(request: web.Request) -> web.Response:
     caller = authenticate(request)
-    await template_service.delete(rt_of(request), caller, request.match_info["name"])
+    await template_service.delete(rt_of(request), caller, path_name(request))
     return web.Response(status=204)
 
 

@@ -33,12 +33,16 @@ async def people(db: Any) -> dict[str, UUID]:
         "INSERT INTO notification_events (notification_id, provider, provider_event_id,"
         " event_type, payload) VALUES ($1, 'resend', 'evt-1', 'delivered', $2),"
         " ($3, 'resend', 'evt-2', 'delivered', $4)",
-        ids["alice_sent"], {"to": "alice@example.com"}, ids["bob"], {"to": "bob@example.com"},
+        ids["alice_sent"],
+        {"to": "alice@example.com"},
+        ids["bob"],
+        {"to": "bob@example.com"},
     )
     await db.execute(
         "INSERT INTO notification_preferences (user_id, channel, category, enabled)"
         " VALUES ($1, 'email', 'marketing', false), ($2, 'email', NULL, true)",
-        ALICE, BOB,
+        ALICE,
+        BOB,
     )
     return ids
 

@@ -87,7 +87,11 @@ async def test_templates_failures_providers_user(cli: Cli, seeded: dict[str, UUI
     providers = await cli.json("stats", "providers")
     assert [(p["name"], p["failure_count"]) for p in providers] == [("resend", 2), ("twilio", 0)]
     summary = await cli.json("stats", "user", str(USER))
-    assert (summary["total_notifications"], summary["email_count"], summary["sms_count"]) == (3, 2, 1)
+    assert (summary["total_notifications"], summary["email_count"], summary["sms_count"]) == (
+        3,
+        2,
+        1,
+    )
     table = await cli("stats", "failures")
     assert "mailbox full" in table.stdout
 
@@ -123,7 +127,6 @@ async def test_export_csv_and_json(cli: Cli, seeded: dict[str, UUID], tmp_path: 
     assert {r["channel"] for r in data["delivery"]} == {"email", "sms"}
     assert len(data["notifications"]) == 7
     assert {n["status"] for n in data["notifications"]} >= {"delivered", "failed", "queued"}
-
 
 
 async def test_export_empty_and_bad_arguments(cli: Cli, tmp_path: Path) -> None:

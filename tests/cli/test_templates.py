@@ -70,7 +70,9 @@ async def test_create_from_yaml_and_update_from_json(cli: Cli, db: Any, tmp_path
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["channels"] == ["email"]
     row = await db.fetchrow("SELECT * FROM notification_templates WHERE name = 'order_shipped'")
-    assert row["body_html"] == "<b>{{order_id}}</b>" and row["subject"] == "Order {{order_id}} shipped"
+    assert (
+        row["body_html"] == "<b>{{order_id}}</b>" and row["subject"] == "Order {{order_id}} shipped"
+    )
 
 
 async def test_invalid_template_is_rejected_with_its_position(cli: Cli, db: Any) -> None:
@@ -110,13 +112,15 @@ async def test_create_and_update_in_editor(cli: Cli, db: Any, tmp_path: Path) ->
     content.write_text("name: edited\nsubject: From the editor\nbody_text: Hi {{name}}\n")
     result = await cli("template", "create", EDITOR=str(editor))
     assert result.exit_code == 0, result.output
-    assert await db.fetchval(
-        "SELECT subject FROM notification_templates WHERE name = 'edited'"
-    ) == "From the editor"
+    assert (
+        await db.fetchval("SELECT subject FROM notification_templates WHERE name = 'edited'")
+        == "From the editor"
+    )
 
     content.write_text("name: edited\nsubject: Changed\nbody_text: Hi {{name}}\nactive: true\n")
     result = await cli("template", "update", "edited", EDITOR=str(editor))
     assert result.exit_code == 0, result.output
-    assert await db.fetchval(
-        "SELECT subject FROM notification_templates WHERE name = 'edited'"
-    ) == "Changed"
+    assert (
+        await db.fetchval("SELECT subject FROM notification_templates WHERE name = 'edited'")
+        == "Changed"
+    )

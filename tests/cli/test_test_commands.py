@@ -28,8 +28,16 @@ async def with_worker(rt: Any, command: Awaitable[Result]) -> Result:
 async def test_email_in_dry_run_is_sent_by_the_worker(cli: Cli, make_rt: Any, db: Any) -> None:
     rt = await make_rt(dry_run=True)
     result = await with_worker(
-        rt, cli("test", "email", "ops@example.com", "--wait", "20", "--json",
-                NOTIFICATIONS_DRY_RUN="true")  # fmt: skip
+        rt,
+        cli(
+            "test",
+            "email",
+            "ops@example.com",
+            "--wait",
+            "20",
+            "--json",
+            NOTIFICATIONS_DRY_RUN="true",
+        ),
     )
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
@@ -70,8 +78,19 @@ async def test_template_renders_variables(cli: Cli, make_rt: Any, db: Any) -> No
         "variables": ["name", "team"],
     })  # fmt: skip
     result = await with_worker(
-        rt, cli("test", "template", "welcome", "new@example.com", "--var", "name=Ada",
-                "--var", "team=Ops", "--json", NOTIFICATIONS_DRY_RUN="true")  # fmt: skip
+        rt,
+        cli(
+            "test",
+            "template",
+            "welcome",
+            "new@example.com",
+            "--var",
+            "name=Ada",
+            "--var",
+            "team=Ops",
+            "--json",
+            NOTIFICATIONS_DRY_RUN="true",
+        ),
     )
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)

@@ -92,12 +92,18 @@ def action(client: Any) -> Callable[..., Any]:
         secret: str | None = ACTION,
     ) -> tuple[int, Any]:
         body = {
-            "action": name if not isinstance(name, str) else {"name": name},
+            # a plain str is Hasura v2's {"name": ...}; a str subclass or dict is sent as is
+            "action": {"name": name}
+            if type(name) is str
+            else (name if isinstance(name, dict) else str(name)),
             "input": input,
             "session_variables": session,
             "request_query": "mutation { ... }",
         }
-        headers = {"Content-Type": "application/json", "User-Agent": "hasura-graphql-engine/v2.48.5"}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "hasura-graphql-engine/v2.48.5",
+        }
         if secret is not None:
             headers["X-Notifications-Action-Secret"] = secret
         resp = await client.post("/hasura/actions", json=body, headers=headers)

@@ -139,7 +139,7 @@ async def test_idempotency_key(gql: Any) -> None:
     first = await send(gql, bearer(ME), idempotencyKey="same")
     again = await send(gql, bearer(ME), idempotencyKey="same")
     assert again["notificationId"] == first["notificationId"]
-    status, body = await gql(
+    _status, body = await gql(
         SEND, {"input": email_input(idempotencyKey="same", body="different")}, bearer(ME)
     )
     assert code(body) == "CONFLICT"
@@ -165,7 +165,7 @@ async def test_bulk_send_reports_each_recipient(gql: Any, client: Any) -> None:
         for i in range(3)
     ]  # fmt: skip
     recipients.insert(1, {"userId": str(uuid.uuid4()), "to": {"email": "broken"}})
-    status, body = await gql(
+    _status, body = await gql(
         BULK,
         {"input": {"channel": "EMAIL", "template": "welcome", "recipients": recipients,
                    "variables": {"name": "default"}}},
@@ -240,12 +240,18 @@ async def test_notifications_are_filtered_paginated_and_ordered(gql: Any, client
     _, body = await gql(LIST, {"limit": 2, "offset": 2}, bearer(ME))
     assert [i["id"] for i in body["data"]["notifications"]["items"]] == [mine[0]]
     assert body["data"]["notifications"]["hasMore"] is False
-    _, body = await gql(LIST, {"limit": 10, "offset": 0, "filter": {"userId": str(OTHER)}}, bearer(ME))
+    _, body = await gql(
+        LIST, {"limit": 10, "offset": 0, "filter": {"userId": str(OTHER)}}, bearer(ME)
+    )
     assert code(body) == "FORBIDDEN"
-    _, body = await gql(LIST, {"limit": 10, "offset": 0, "filter": {"userId": str(OTHER)}}, ADMIN_HEADERS)
+    _, body = await gql(
+        LIST, {"limit": 10, "offset": 0, "filter": {"userId": str(OTHER)}}, ADMIN_HEADERS
+    )
     assert [i["userId"] for i in body["data"]["notifications"]["items"]] == [str(OTHER)]
     _, body = await gql(
-        LIST, {"limit": 10, "offset": 0, "filter": {"channel": "SMS", "status": "QUEUED"}}, ADMIN_HEADERS
+        LIST,
+        {"limit": 10, "offset": 0, "filter": {"channel": "SMS", "status": "QUEUED"}},
+        ADMIN_HEADERS,
     )
     assert body["data"]["notifications"]["items"] == []
     _, body = await gql(
@@ -262,14 +268,20 @@ async def test_notification_events(gql: Any, client: Any) -> None:
         await add_event(client, sent["notificationId"], kind, n)
     query = "query($id: UUID!) { notificationEvents(notificationId: $id) { eventType occurredAt } }"
     _, body = await gql(query, {"id": sent["notificationId"]}, bearer(ME))
-    assert [e["eventType"] for e in body["data"]["notificationEvents"]] == ["sent", "delivered", "opened"]
+    assert [e["eventType"] for e in body["data"]["notificationEvents"]] == [
+        "sent",
+        "delivered",
+        "opened",
+    ]
     _, body = await gql(query, {"id": sent["notificationId"]}, bearer(OTHER))
     assert code(body) == "NOT_FOUND"
 
 
 async def test_cancel(gql: Any) -> None:
     sent = await send(gql, bearer(ME), sendAt="2099-01-01T09:00:00Z")
-    mutation = "mutation($id: UUID!) { cancelNotification(id: $id) { success status notificationId } }"
+    mutation = (
+        "mutation($id: UUID!) { cancelNotification(id: $id) { success status notificationId } }"
+    )
     _, body = await gql(mutation, {"id": sent["notificationId"]}, bearer(OTHER))
     assert code(body) == "NOT_FOUND"
     _, body = await gql(mutation, {"id": sent["notificationId"]}, bearer(ME))
@@ -301,7 +313,9 @@ async def test_preferences(gql: Any, client: Any) -> None:
     assert code(body) == "BAD_USER_INPUT"
     query = "query($u: UUID) { preferences(userId: $u) { channel category enabled } }"
     _, body = await gql(query, {}, bearer(ME))
-    assert body["data"]["preferences"] == [{"channel": "email", "category": "marketing", "enabled": False}]
+    assert body["data"]["preferences"] == [
+        {"channel": "email", "category": "marketing", "enabled": False}
+    ]
     _, body = await gql(query, {"u": str(ME)}, bearer(OTHER))
     assert code(body) == "FORBIDDEN"
     _, body = await gql(query, {"u": str(ME)}, ADMIN_HEADERS)
@@ -320,7 +334,7 @@ mutation($input: TemplateInput!) { createTemplate(input: $input) { name channels
 async def template(gql: Any, name: str) -> dict[str, Any]:
     spec = {"name": name, "channels": ["EMAIL", "PUSH"], "subject": "Welcome {{name}}",
             "bodyText": "Hi {{name}}", "variables": ["name"], "category": "account"}  # fmt: skip
-    status, body = await gql(CREATE, {"input": spec}, ADMIN_HEADERS)
+    _status, body = await gql(CREATE, {"input": spec}, ADMIN_HEADERS)
     assert "errors" not in body, body
     return dict(body["data"]["createTemplate"])
 
@@ -347,9 +361,13 @@ async def test_template_crud_is_admin_only(gql: Any) -> None:
     assert body["data"]["templates"] == [{"name": "welcome", "active": False}]
     _, body = await gql("{ templates(active: true) { name } }", headers=bearer(ME))
     assert body["data"]["templates"] == []
-    one = 'query($n: String!) { template(name: $n) { name bodyText variables } }'
+    one = "query($n: String!) { template(name: $n) { name bodyText variables } }"
     _, body = await gql(one, {"n": "welcome"}, bearer(ME))
-    assert body["data"]["template"] == {"name": "welcome", "bodyText": "Hi {{name}}", "variables": ["name"]}
+    assert body["data"]["template"] == {
+        "name": "welcome",
+        "bodyText": "Hi {{name}}",
+        "variables": ["name"],
+    }
     delete = "mutation($n: String!) { deleteTemplate(name: $n) { success name } }"
     _, body = await gql(delete, {"n": "welcome"}, bearer(ME))
     assert code(body) == "FORBIDDEN"
@@ -416,7 +434,7 @@ async def test_stats_for_users(gql: Any) -> None:
     assert body["data"]["stats"]["userSummary"] == {"userId": str(ME), "totalNotifications": 1}
     _, body = await gql("{ stats { delivery { channel } } }", headers=bearer(ME))
     assert code(body) == "FORBIDDEN"
-    other = 'query($u: UUID) { stats { userSummary(userId: $u) { totalNotifications } } }'
+    other = "query($u: UUID) { stats { userSummary(userId: $u) { totalNotifications } } }"
     _, body = await gql(other, {"u": str(OTHER)}, bearer(ME))
     assert code(body) == "FORBIDDEN"
     _, body = await gql("{ stats { hourly(hours: 0) { hour } } }", headers=ADMIN_HEADERS)

@@ -155,7 +155,9 @@ async def test_auth(client: Any) -> None:
     await problem(resp, 401, "UNAUTHENTICATED")
     resp = await client.get("/api/templates", headers={"Authorization": "Bearer wrong"})
     await problem(resp, 401, "UNAUTHENTICATED")
-    resp = await client.get("/api/templates", headers={"Authorization": "Bearer " + SERVICE["X-API-Key"]})
+    resp = await client.get(
+        "/api/templates", headers={"Authorization": "Bearer " + SERVICE["X-API-Key"]}
+    )
     assert resp.status == 200
     resp = await client.get("/health")
     assert resp.status == 200
@@ -205,7 +207,9 @@ async def test_bad_input_never_stored(client: Any, database_url: str) -> None:
     await with_template(client)
     user = uuid.uuid4()
     resp = await client.post(
-        "/api/notifications/send", data=b"{not json", headers={**SERVICE, "Content-Type": "application/json"}
+        "/api/notifications/send",
+        data=b"{not json",
+        headers={**SERVICE, "Content-Type": "application/json"},
     )
     await problem(resp, 400, "BAD_REQUEST")
     resp = await client.post("/api/notifications/send", data=b"", headers=SERVICE)
@@ -222,6 +226,11 @@ async def test_bad_input_never_stored(client: Any, database_url: str) -> None:
     )
     body = await problem(resp, 422, "BAD_USER_INPUT")
     assert ["body", "channel"] in [e["path"] for e in body["errors"]]
+    resp = await client.post(
+        "/api/notifications/send", json=send_body(user, subject="a\x00b"), headers=SERVICE
+    )
+    body = await problem(resp, 422, "BAD_USER_INPUT")
+    assert body["errors"][0]["path"] == ["body", "subject"]
     resp = await client.post("/api/notifications/send", json=[1, 2], headers=SERVICE)
     await problem(resp, 422, "BAD_USER_INPUT")
     resp = await client.post(
@@ -272,9 +281,17 @@ async def test_openapi_and_docs(client: Any) -> None:
     resp = await client.get("/openapi.json")
     doc = await resp.json()
     assert doc["openapi"].startswith("3.1")
-    for path in ("/api/notifications/send", "/api/notifications/{id}", "/api/templates",
-                 "/api/templates/{name}", "/api/preferences", "/api/preferences/{user_id}",
-                 "/api/stats/delivery", "/api/stats/engagement", "/api/notifications/send-batch"):
+    for path in (
+        "/api/notifications/send",
+        "/api/notifications/{id}",
+        "/api/templates",
+        "/api/templates/{name}",
+        "/api/preferences",
+        "/api/preferences/{user_id}",
+        "/api/stats/delivery",
+        "/api/stats/engagement",
+        "/api/notifications/send-batch",
+    ):
         assert path in doc["paths"], path  # fmt: skip
     send = doc["paths"]["/api/notifications/send"]["post"]
     ref = send["requestBody"]["content"]["application/json"]["schema"]["$ref"]

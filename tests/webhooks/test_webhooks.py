@@ -42,12 +42,14 @@ PUBLIC = "https://n.test"
 async def env(clean: None, aiohttp_client: Any, db_settings: Callable[..., Any],
               database_url: str) -> Any:  # fmt: skip
     async def build(**overrides: Any) -> Any:
-        settings = db_settings(
+        options = dict(
             webhook_verify=True, public_url=PUBLIC, resend_webhook_secret=RESEND_SECRET,
             sendgrid_webhook_public_key=SG_PUBLIC, mailgun_webhook_key=MAILGUN_KEY,
-            twilio_auth_token=TWILIO_TOKEN, plivo_auth_token=PLIVO_TOKEN,
-            onesignal_webhook_secret=ONESIGNAL_SECRET, max_body_size=8192, **overrides,
+            twilio_auth_token=TWILIO_TOKEN, sms_auth_token=TWILIO_TOKEN,
+            plivo_auth_token=PLIVO_TOKEN, onesignal_webhook_secret=ONESIGNAL_SECRET,
+            max_body_size=8192,
         )  # fmt: skip
+        settings = db_settings(**{**options, **overrides})
         return await aiohttp_client(create_app(settings))
 
     conn = await asyncpg.connect(database_url)
@@ -125,6 +127,7 @@ async def test_resend_applied_replay_and_rejections(env: Any) -> None:
 
 
 async def test_unknown_message_stored_then_reconciled(env: Any) -> None:
+    from app.main import SETTINGS
     from app.runtime import open_runtime
     from app.services import events as event_service
 
@@ -135,8 +138,7 @@ async def test_unknown_message_stored_then_reconciled(env: Any) -> None:
     assert resp.status == 200 and (await resp.json())["unmatched"] == 1
     assert await conn.fetchval("SELECT notification_id FROM notification_events") is None
     nid = await notification(conn, "resend", "re-later")
-    async with open_runtime(client.app["settings"] if False else client.server.app[
-            __import__("app.main", fromlist=["SETTINGS"]).SETTINGS]) as rt:  # fmt: skip
+    async with open_runtime(client.server.app[SETTINGS]) as rt:
         assert await event_service.reconcile(rt, "resend", "re-later") == 1
     assert (await row(conn, nid))["status"] == "delivered"
 
@@ -267,7 +269,9 @@ async def test_plivo(env: Any) -> None:
     assert (await row(conn, nid))["status"] == "delivered"
     headers["X-Plivo-Signature-V3"] = sign_v3("wrong", url, "nonce-2", params)
     headers["X-Plivo-Signature-V3-Nonce"] = "nonce-2"
-    assert (await client.post("/webhooks/plivo", data=urlencode(params), headers=headers)).status == 401
+    assert (
+        await client.post("/webhooks/plivo", data=urlencode(params), headers=headers)
+    ).status == 401
 
 
 # --------------------------------------------------------------------------- onesignal
