@@ -105,6 +105,25 @@ class Caller:
         return cls(role=Role.SERVICE, source=source)
 
 
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding a NUL character (PostgreSQL cannot store it)."""
+    if isinstance(value, str):
+        return path or "value" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found = find_nul(str(key), path) or find_nul(
+                inner, f"{path}.{key}" if path else str(key)
+            )
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for index, inner in enumerate(value):
+            found = find_nul(inner, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def normalise_email(value: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized
@@ -201,6 +220,14 @@ class SendRequest(BaseModel):
     send_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     campaign_id: UUID | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = find_nul(data)
+        if where:
+            raise ValueError(f"{where}: NUL characters are not allowed")
+        return data
 
     @field_validator("priority", mode="before")
     @classmethod

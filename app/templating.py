@@ -14,6 +14,7 @@ and column, before the compiler's own errors.
 from __future__ import annotations
 
 import contextvars
+import functools
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -23,27 +24,32 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import nh3
-import pybars
-import pybars._compiler as _pybars_compiler
 
 from app.errors import InvalidInput
 
 _escaping: contextvars.ContextVar[bool] = contextvars.ContextVar("escaping", default=True)
-_original_escape = _pybars_compiler.escape
 
 
-def _switchable_escape(something: str, *args: Any, **kwargs: Any) -> str:
-    if _escaping.get():
-        return _original_escape(something)  # type: ignore[no-any-return]
-    return something
+@functools.cache
+def _pybars() -> Any:
+    """Import pybars on first use (building its grammar costs ~1 s) and make escaping
+    switchable: its generated code calls the module-level `escape` at render time."""
+    import pybars._compiler as compiler
 
+    original = compiler.escape
 
-_pybars_compiler.escape = _switchable_escape
+    def switchable_escape(something: str, *args: Any, **kwargs: Any) -> str:
+        if _escaping.get():
+            return original(something)  # type: ignore[no-any-return]
+        return something
+
+    compiler.escape = switchable_escape
+    return compiler
 
 
 def safe(text: str) -> Any:
     """Mark helper output as already-safe HTML (pybars never escapes a strlist)."""
-    return _pybars_compiler.strlist([text])
+    return _pybars().strlist([text])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -221,14 +227,10 @@ def _fail(source: str, offset: int, field: str, message: str) -> None:
 
 # --------------------------------------------------------------------------- compile cache
 
-_compiler_instance: pybars.Compiler | None = None
 
-
-def _compiler() -> pybars.Compiler:
-    global _compiler_instance
-    if _compiler_instance is None:
-        _compiler_instance = pybars.Compiler()
-    return _compiler_instance
+@functools.cache
+def _compiler() -> Any:
+    return _pybars().Compiler()
 
 
 Compiled = Callable[..., Any]

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import strawberry
 
+from app import models
 from app.errors import InvalidInput, NotificationError
 from app.graphql.context import Info
 from app.graphql.types import (
@@ -88,7 +89,7 @@ class Mutation:
     @strawberry.mutation(description="Create or change one (user, channel, category) preference")
     async def upsert_preference(self, info: Info, input: PreferenceInput) -> Preference:
         row = await preferences.upsert(
-            info.context.rt.db, info.context.caller, input.user_id, input.channel.value,
+            info.context.rt.db, info.context.caller, input.user_id, models.Channel(input.channel).value,
             input.category, input.fields(),
         )  # fmt: skip
         return Preference.from_row(row)

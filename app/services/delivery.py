@@ -222,6 +222,22 @@ async def deliver_message(rt: Runtime, message: OutboundMessage) -> Sent | Faile
 # --------------------------------------------------------------------------- batches
 
 
+async def _apply_early_events(rt: Runtime, provider_ids: list[str]) -> None:
+    """Webhook events can beat the worker's own write of provider_id; apply those now.
+    One indexed query per batch finds them (unmatched events are few)."""
+    if not provider_ids:
+        return
+    from app.services import events
+
+    waiting = await rt.db.fetch(
+        "SELECT DISTINCT provider_message_id FROM notification_events"
+        " WHERE notification_id IS NULL AND provider_message_id = ANY($1::varchar[])",
+        provider_ids,
+    )
+    for row in waiting:
+        await events.reconcile(rt, None, row["provider_message_id"])
+
+
 def retry_job_id(notification_id: UUID, attempt: int) -> str:
     """A fresh ARQ job id per retry, so a finished job's kept result never blocks it."""
     return f"deliver:{notification_id}:{attempt}"
@@ -285,6 +301,7 @@ async def deliver_rows(
 
     await asyncio.gather(*(one(row) for row in rows))
     await store.mark_sent(rt.db, sent)
+    await _apply_early_events(rt, [s[2] for s in sent if s[2]])
     await store.mark_failed(rt.db, failed)
     await store.schedule_retry(rt.db, retries)
     if not_deliverable:

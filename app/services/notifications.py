@@ -389,7 +389,8 @@ async def list_for(rt: Runtime, caller: Caller, **filters: Any) -> list[Any]:
         if asked is not None and asked != caller.user_id:
             raise Forbidden("a user may only list its own notifications")
         filters["user_id"] = caller.user_id
-    limit = int(filters.pop("limit", 50) or 50)
+    limit = filters.pop("limit", None)
+    limit = 50 if limit is None else int(limit)
     if not 1 <= limit <= 500:
         raise InvalidInput("limit must be between 1 and 500")
     offset = int(filters.pop("offset", 0) or 0)

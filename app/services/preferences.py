@@ -17,7 +17,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import Forbidden, InvalidInput
-from app.models import Caller, Channel, Status
+from app.models import Caller, Channel, Status, find_nul
 from app.store import preferences as store
 from app.store.notifications import Conn
 
@@ -138,6 +138,9 @@ def _authorise(caller: Caller, user_id: UUID) -> None:
 
 def validate_fields(fields: dict[str, Any]) -> dict[str, Any]:
     clean = dict(fields)
+    where = find_nul(clean)
+    if where:
+        raise InvalidInput(f"{where}: NUL characters are not allowed")
     if clean.get("frequency") is not None and clean["frequency"] not in FREQUENCIES:
         raise InvalidInput(f"frequency must be one of {', '.join(FREQUENCIES)}")
     if clean.get("quiet_hours") is not None:
@@ -165,6 +168,6 @@ async def upsert(
         Channel(channel)
     except ValueError:
         raise InvalidInput("channel must be one of email, push, sms") from None
-    if category is not None and not (0 < len(category) <= 100):
+    if category is not None and (not (0 < len(category) <= 100) or "\x00" in category):
         raise InvalidInput("category must be 1-100 characters")
     return await store.upsert(conn, user_id, channel, category, validate_fields(fields))

@@ -17,7 +17,7 @@ from typing import Any
 
 from app import templating
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.models import Caller, Channel, Role
+from app.models import Caller, Channel, Role, find_nul
 from app.runtime import Runtime
 from app.services import audit
 from app.store import templates as store
@@ -126,6 +126,9 @@ def _require_admin(caller: Caller) -> None:
 
 def validate_fields(fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     clean = {k: v for k, v in fields.items() if k in store.EDITABLE}
+    where = find_nul(clean)
+    if where:
+        raise InvalidInput(f"{where}: NUL characters are not allowed")
     if "channels" in clean and clean["channels"] is not None:
         channels = clean["channels"]
         if not isinstance(channels, list) or not channels:

@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import asyncpg
 
-from app.store.migrate import migrate
+from app.store.migrate import discover, migrate
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "seed" / "notifications-plugin-spec.md"
 if not SPEC.exists():  # CI lays shared/ beside the clone
@@ -190,10 +190,11 @@ async def test_migrations_are_idempotent_and_safe_concurrently(servers: tuple[st
     try:
         results = await asyncio.gather(migrate(url), migrate(url), migrate(url))
         applied = [r for r in results if r]
-        assert len(applied) == 1 and applied[0] == ["0001_init"]
+        assert len(applied) == 1 and applied[0] == [m.version for m in discover()]
+        assert applied[0][0] == "0001_init"
         assert await migrate(url) == []
         conn = await asyncpg.connect(url)
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(discover())
         await conn.close()
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

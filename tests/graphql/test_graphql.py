@@ -445,3 +445,14 @@ async def test_service_token_and_api_key_style_roles(gql: Any) -> None:
     headers = bearer(ME, "editor", allowed=["editor"])  # any other role acts as a user
     assert (await send(gql, headers))["success"]
     assert token(ME)  # helper sanity
+
+
+async def test_graphiql_in_dev_mode(aiohttp_client: Any, app_settings: Any, clean: None) -> None:
+    from app.main import create_app
+
+    client = await aiohttp_client(create_app(app_settings.model_copy(update={"dev_mode": True})))
+    resp = await client.get("/graphql", headers={"Accept": "text/html"})
+    assert resp.status == 200
+    assert "graphiql" in (await resp.text()).lower()
+    resp = await client.get("/graphql", params={"query": "{ templates { name } }"})
+    assert resp.status == 401  # the IDE page is open; queries are not

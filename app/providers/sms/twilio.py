@@ -413,11 +413,11 @@ def _single_params(request: WebhookRequest) -> dict[str, str]:
 def _candidate_tokens(settings: Settings) -> list[str]:
     """Auth tokens that may have signed the callback (Twilio signs with the account's).
 
-    NOTIFICATIONS_SMS_AUTH_TOKEN is the Twilio token when Twilio is the env
-    provider; NOTIFICATIONS_WEBHOOK_SECRET is the generic fallback for setups
-    where Twilio is configured in the database instead.
+    NOTIFICATIONS_TWILIO_AUTH_TOKEN names it explicitly (Twilio configured in the
+    database); NOTIFICATIONS_SMS_AUTH_TOKEN is the token when Twilio is the env
+    provider; NOTIFICATIONS_WEBHOOK_SECRET is the generic fallback.
     """
-    tokens = [settings.sms_auth_token, settings.webhook_secret]
+    tokens = [settings.twilio_auth_token, settings.sms_auth_token, settings.webhook_secret]
     return list(dict.fromkeys(t for t in tokens if t))
 
 
