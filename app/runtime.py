@@ -111,6 +111,9 @@ async def open_runtime(settings: Settings, **pool_overrides: Any) -> AsyncIterat
         headers={"User-Agent": "hasura-notifications/0.1"},
     )
     runtime = Runtime(settings=settings, db=db, redis=redis, http=http)
+    from app import templating
+
+    templating.warm_up()
     try:
         yield runtime
     finally:

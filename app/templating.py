@@ -47,6 +47,11 @@ def _pybars() -> Any:
     return compiler
 
 
+def warm_up() -> None:
+    """Build pybars' grammar now (start-up) rather than on the first request."""
+    _compiler()
+
+
 def safe(text: str) -> Any:
     """Mark helper output as already-safe HTML (pybars never escapes a strlist)."""
     return _pybars().strlist([text])
@@ -182,6 +187,8 @@ def _position(source: str, offset: int) -> tuple[int, int]:
 
 def validate(source: str, field: str = "template") -> None:
     """Raise InvalidInput with the position of the first structural error."""
+    if source in _compiled or "{{" not in source:
+        return  # compiled before, so valid; or plain text
     stack: list[tuple[str, int]] = []
     end = 0
     for match in _TOKEN.finditer(source):
@@ -212,7 +219,7 @@ def validate(source: str, field: str = "template") -> None:
         name, offset = stack[-1]
         _fail(source, offset, field, f"block {{{{#{name}}}}} is never closed")
     try:
-        _compiler().compile(source)
+        compile_source(source)
     except Exception as exc:  # pybars raises PybarsError and bare parse errors
         raise InvalidInput(f"{field}: {exc}", details={"field": field}) from None
 
@@ -253,6 +260,8 @@ def render(source: str | None, variables: Mapping[str, Any], *, html: bool) -> s
     """Render one template string; `html` decides whether variables are escaped."""
     if source is None:
         return None
+    if "{{" not in source:
+        return source  # nothing to substitute
     template = compile_source(source)
     token = _escaping.set(html)
     try:

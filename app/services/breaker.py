@@ -4,7 +4,10 @@
     half_open --(the one trial send succeeds)--> closed
     half_open --(the trial fails)--------------> open (timer restarts)
 
-Only one worker gets the half-open trial (an atomic state change in Lua). The
+Only one worker gets the half-open trial (an atomic state change in Lua). Each
+process keeps a view of every breaker, refreshed at most once a second, so the
+happy path (closed, no failures) costs no Redis round trip per send; anything
+else goes through the atomic scripts. The
 state is mirrored to notification_providers (failure_count, last_success_at,
 last_failure_at, breaker_state) by the delivery service, so the spec's
 provider_health view and `stats providers` show it.
@@ -12,12 +15,14 @@ provider_health view and `stats providers` show it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+VIEW_TTL = 1.0  # seconds a process trusts its view of a breaker
 
 _ALLOW = """
 local allowed = {}
@@ -68,7 +73,7 @@ return {state, state}
 """
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: bytes | str) -> str:  # redis answers bytes
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -84,26 +89,58 @@ class Breakers:
         self.threshold = threshold
         self.timeout = timeout
         self.trial_timeout = trial_timeout
+        self._view: dict[str, tuple[float, str, int]] = {}  # name -> (seen at, state, failures)
+        self._refreshing = asyncio.Lock()
+
+    def _fresh(self, provider: str, now: float) -> bool:
+        seen = self._view.get(provider)
+        return seen is not None and now - seen[0] < VIEW_TTL
+
+    async def _refresh(self, providers: Sequence[str]) -> None:
+        now = time.monotonic()
+        if all(self._fresh(p, now) for p in providers):
+            return
+        async with self._refreshing:
+            stale = [p for p in dict.fromkeys(providers) if not self._fresh(p, time.monotonic())]
+            if not stale:
+                return
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for provider in stale:
+                    pipe.hmget(_key(provider), "state", "failures")
+                results = await pipe.execute()
+            seen = time.monotonic()
+            for provider, (state, failures) in zip(stale, results, strict=True):
+                self._view[provider] = (seen, _text(state or CLOSED), int(failures or 0))
 
     async def allow(self, providers: Sequence[str], now: float | None = None) -> list[bool]:
         """Which providers may be tried now (claims the half-open trial when due)."""
         if not providers:
             return []
+        await self._refresh(providers)
+        doubtful = [p for p in providers if self._view[p][1] != CLOSED]
+        if not doubtful:
+            return [True] * len(providers)
         now = time.time() if now is None else now
-        keys = [_key(p) for p in providers]
+        keys = [_key(p) for p in doubtful]
         result = await self.redis.eval(  # type: ignore[misc,arg-type]
             _ALLOW, len(keys), *keys, str(now), str(self.timeout), str(self.trial_timeout)
         )
-        return [bool(int(x)) for x in result]
+        verdicts = iter(bool(int(x)) for x in result)
+        return [True if self._view[p][1] == CLOSED else next(verdicts) for p in providers]
 
     async def record(
         self, provider: str, success: bool, now: float | None = None
     ) -> tuple[str, str]:
         """Count an outcome; return (state before, state after)."""
+        seen = self._view.get(provider)
+        if success and seen is not None and seen[1] == CLOSED and seen[2] == 0:
+            return CLOSED, CLOSED  # nothing to reset
         now = time.time() if now is None else now
         before, after = await self.redis.eval(  # type: ignore[misc,arg-type]
             _RECORD, 1, _key(provider), "1" if success else "0", str(now), str(self.threshold)
         )
+        failures = 0 if success else (seen[2] if seen else 0) + 1
+        self._view[provider] = (time.monotonic(), _text(after), failures)
         return _text(before), _text(after)
 
     async def state(self, provider: str) -> dict[str, str]:
@@ -118,3 +155,4 @@ class Breakers:
 
     async def reset(self, provider: str) -> None:
         await self.redis.delete(_key(provider))
+        self._view.pop(provider, None)

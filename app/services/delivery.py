@@ -102,7 +102,7 @@ def message_from_row(row: Any) -> OutboundMessage:
     return OutboundMessage(
         notification_id=row["id"],
         channel=Channel(row["channel"]),
-        to=Recipient.model_validate(row["recipient"] or _legacy_recipient(row)),
+        to=_recipient(row["recipient"] or _legacy_recipient(row)),
         subject=row["subject"],
         text=row["body"],
         html=row["body_html"],
@@ -114,6 +114,14 @@ def message_from_row(row: Any) -> OutboundMessage:
         data={str(k): str(v) for k, v in (data or {}).items()},
         metadata=metadata,
     )
+
+
+def _recipient(data: dict[str, Any]) -> Recipient:
+    """Stored recipients were validated at accept time; only a Web Push subscription
+    (a nested model) needs building again."""
+    if "subscription" in data:
+        return Recipient.model_validate(data)
+    return Recipient.model_construct(**data)
 
 
 def _legacy_recipient(row: Any) -> dict[str, str]:
