@@ -30,7 +30,7 @@ from uuid import UUID
 
 import aiohttp
 
-from app.models import Channel, Recipient
+from app.models import CRITICAL_PRIORITY, TRANSACTIONAL, Channel, Recipient
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -119,6 +119,13 @@ class OutboundMessage:
     def idempotency_key(self) -> str:
         """Sent to providers that support it, so a retried job never sends twice."""
         return str(self.notification_id)
+
+    @property
+    def is_urgent(self) -> bool:
+        """Transactional or critical: high push priority, transactional SMS type."""
+        return (self.category or "").lower() in (TRANSACTIONAL, "critical") or (
+            self.priority >= CRITICAL_PRIORITY
+        )
 
     @property
     def is_marketing(self) -> bool:

@@ -117,8 +117,9 @@ async def test_html_only_body_is_sent_as_text(
     [
         ({"category": "transactional"}, "Transactional"),
         ({"category": "marketing"}, "Promotional"),
-        ({"category": None, "metadata": {"priority": "critical"}}, "Transactional"),
-        ({"category": "social", "metadata": {"priority": 100}}, "Transactional"),
+        ({"category": None, "priority": 100}, "Transactional"),
+        ({"category": "social", "priority": 150}, "Transactional"),
+        ({"category": "social", "priority": 10}, "Promotional"),
         ({"category": "social"}, "Promotional"),
     ],
 )

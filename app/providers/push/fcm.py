@@ -42,7 +42,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.models import CRITICAL_PRIORITY, TRANSACTIONAL, Channel
+from app.models import Channel
 from app.providers.base import (
     OutboundMessage,
     PermanentProviderError,
@@ -215,14 +215,6 @@ def classify_error(
 # --------------------------------------------------------------------------- message
 
 
-def is_urgent(message: OutboundMessage) -> bool:
-    """Critical and transactional pushes go out at high priority, the rest at normal."""
-    if (message.category or "").lower() in (TRANSACTIONAL, "critical"):
-        return True
-    priority = message.metadata.get("priority")
-    if isinstance(priority, str):
-        return priority.lower() == "critical"
-    return isinstance(priority, int) and priority >= CRITICAL_PRIORITY
 
 
 def push_data(message: OutboundMessage) -> dict[str, str]:
@@ -236,7 +228,7 @@ def build_message(
     message: OutboundMessage, token: str, config: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The v1 `Message` resource for one registration token."""
-    urgent = is_urgent(message)
+    urgent = message.is_urgent
     notification = {"title": message.subject or config.get("default_title") or DEFAULT_TITLE}
     if message.text:
         notification["body"] = message.text

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
-from app.models import CRITICAL_PRIORITY, TRANSACTIONAL, Channel
+from app.models import Channel
 from app.providers.base import (
     EventType,
     OutboundMessage,
@@ -165,7 +165,7 @@ class OneSignalProvider(Provider):
         if language != "en":
             content["headings"]["en"] = title
             content["contents"]["en"] = message.text or title
-        if _is_urgent(message):
+        if message.is_urgent:
             content["priority"] = 10
         return content
 
@@ -287,13 +287,6 @@ class OneSignalProvider(Provider):
 # --------------------------------------------------------------------------- helpers
 
 
-def _is_urgent(message: OutboundMessage) -> bool:
-    if (message.category or "").lower() in (TRANSACTIONAL, "critical"):
-        return True
-    priority = message.metadata.get("priority")
-    if isinstance(priority, str):
-        return priority.lower() == "critical"
-    return isinstance(priority, int) and priority >= CRITICAL_PRIORITY
 
 
 def _describe_errors(errors: Any) -> str:

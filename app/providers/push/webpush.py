@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02, VapidException
 
-from app.models import CRITICAL_PRIORITY, TRANSACTIONAL, Channel, WebPushSubscription
+from app.models import Channel, WebPushSubscription
 from app.providers.base import (
     OutboundMessage,
     PermanentProviderError,
@@ -112,13 +112,6 @@ def encrypt_payload(payload: bytes, p256dh: bytes, auth: bytes) -> bytes:
     return encrypted
 
 
-def is_urgent(message: OutboundMessage) -> bool:
-    if (message.category or "").lower() in (TRANSACTIONAL, "critical"):
-        return True
-    priority = message.metadata.get("priority")
-    if isinstance(priority, str):
-        return priority.lower() == "critical"
-    return isinstance(priority, int) and priority >= CRITICAL_PRIORITY
 
 
 class WebPushProvider(Provider):
@@ -187,7 +180,7 @@ class WebPushProvider(Provider):
                 PermanentProviderError, "Web Push needs to.subscription", invalid_recipient=True
             )
         body, aud = self._encrypt(message, subscription)
-        urgent = is_urgent(message)
+        urgent = message.is_urgent
         headers = {
             "TTL": str(int(self.config.get("ttl", DEFAULT_TTL))),
             "Urgency": "high" if urgent else "normal",

@@ -18,10 +18,9 @@ Logs), so this provider has none.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from app.models import CRITICAL_PRIORITY, E164, PRIORITY_NAMES, TRANSACTIONAL, Channel
+from app.models import E164, Channel
 from app.providers import aws
 from app.providers.base import (
     OutboundMessage,
@@ -108,7 +107,7 @@ class SnsProvider(Provider):
         forced = str(self.config.get("sms_type") or "").capitalize()
         if forced in ("Transactional", "Promotional"):
             return forced
-        if (message.category or "").lower() == TRANSACTIONAL or _is_critical(message.metadata):
+        if message.is_urgent:
             return "Transactional"
         return "Promotional"
 
@@ -133,15 +132,6 @@ def _string(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
 
 
-def _is_critical(metadata: Mapping[str, Any]) -> bool:
-    """Critical priority, as the service layer may pass it in message metadata."""
-    priority: Any = metadata.get("priority")
-    if isinstance(priority, str):
-        priority = PRIORITY_NAMES.get(priority.lower(), priority)
-    try:
-        return int(priority) >= CRITICAL_PRIORITY
-    except (TypeError, ValueError):
-        return False
 
 
 def _classify(code: str, message: str, status: int | None) -> ProviderError | None:
