@@ -215,8 +215,6 @@ def classify_error(
 # --------------------------------------------------------------------------- message
 
 
-
-
 def push_data(message: OutboundMessage) -> dict[str, str]:
     """FCM data values must be strings; notification_id lets the app report back."""
     data = {str(key): str(value) for key, value in message.data.items()}

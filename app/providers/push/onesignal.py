@@ -287,8 +287,6 @@ class OneSignalProvider(Provider):
 # --------------------------------------------------------------------------- helpers
 
 
-
-
 def _describe_errors(errors: Any) -> str:
     if isinstance(errors, str):
         return errors

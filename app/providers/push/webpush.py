@@ -112,8 +112,6 @@ def encrypt_payload(payload: bytes, p256dh: bytes, auth: bytes) -> bytes:
     return encrypted
 
 
-
-
 class WebPushProvider(Provider):
     """Sends to any RFC 8030 push service with our VAPID identity."""
 

@@ -20,15 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, parse_qsl, quote, urlparse, urlunparse
 
-import aiohttp
-
 from app.models import Channel
+from app.providers import wire
 from app.providers.base import (
     EventType,
     OutboundMessage,
@@ -134,7 +132,7 @@ class PlivoProvider(Provider):
             raise self.error(PermanentProviderError, "empty SMS body")
         payload = {"dst": to, "text": text}
         powerpack = self.config.get("powerpack_uuid")
-        sender = _sms_sender(message.from_address) or self.config.get("from")
+        sender = wire.sms_sender(message.from_address) or self.config.get("from")
         if powerpack:
             payload["powerpack_uuid"] = str(powerpack)
         elif sender:
@@ -153,10 +151,10 @@ class PlivoProvider(Provider):
             "POST",
             self._url(auth_id, "Message/"),
             json=self.build_payload(message),
-            headers=_headers(auth_id, token),
+            headers=wire.basic_auth_headers(auth_id, token),
         )
         self.raise_for_status(status, headers, body)
-        parsed = _json_object(body)
+        parsed = wire.json_object(body)
         uuids = parsed.get("message_uuid")
         if not isinstance(uuids, list) or not uuids or not isinstance(uuids[0], str):
             raise self.error(TransientProviderError, "no message_uuid in response", status=status)
@@ -198,12 +196,12 @@ class PlivoProvider(Provider):
             return ProviderCheck(reachable=False, authenticated=False, detail=exc.reason)
         try:
             status, headers, body = await self.request(
-                "GET", self._url(auth_id), headers=_headers(auth_id, token)
+                "GET", self._url(auth_id), headers=wire.basic_auth_headers(auth_id, token)
             )
         except TransientProviderError as exc:
             return ProviderCheck(reachable=False, authenticated=None, detail=exc.reason)
         if 200 <= status < 300:
-            account = _json_object(body)
+            account = wire.json_object(body)
             detail = f"account {account.get('name') or auth_id} ({account.get('account_type')})"
             return ProviderCheck(reachable=True, authenticated=True, detail=detail)
         error = self.classify_error(status, headers, body)
@@ -215,11 +213,11 @@ class PlivoProvider(Provider):
     @classmethod
     async def verify_webhook(cls, request: WebhookRequest, ctx: ProviderContext) -> None:
         """Check the V3 signature (account or main-account header) with our auth token."""
-        nonce = _header(request.headers, NONCE_HEADER)
+        nonce = wire.header(request.headers, NONCE_HEADER)
         signatures = [
             part.strip()
             for name in SIGNATURE_HEADERS
-            for part in (_header(request.headers, name) or "").split(",")
+            for part in (wire.header(request.headers, name) or "").split(",")
             if part.strip()
         ]
         if not nonce or not signatures:
@@ -257,7 +255,7 @@ class PlivoProvider(Provider):
                 type=event_type,
                 occurred_at=_occurred_at(params),
                 message_id=str(message_uuid),
-                recipient=_str_or_none(params.get("To")),
+                recipient=wire.str_or_none(params.get("To")),
                 reason=reason,
                 payload=params,
             )
@@ -396,7 +394,7 @@ def _single_params(request: WebhookRequest) -> dict[str, Any]:
 
 
 def _is_json(request: WebhookRequest) -> bool:
-    content_type = (_header(request.headers, "Content-Type") or "").lower()
+    content_type = (wire.header(request.headers, "Content-Type") or "").lower()
     if "json" in content_type:
         return True
     return not content_type and request.body.lstrip().startswith(b"{")
@@ -423,45 +421,9 @@ def _occurred_at(params: Mapping[str, Any]) -> datetime:
 
 
 def _delivery_reason(status: str, error_code: Any) -> str:
-    code = _str_or_none(error_code)
+    code = wire.str_or_none(error_code)
     if not code or code == "000":
         return status
     description = DELIVERY_ERRORS.get(code)
     detail = f": {description}" if description else ""
     return f"{status} (Plivo error {code}{detail})"
-
-
-def _headers(login: str, password: str) -> dict[str, str]:
-    """HTTP basic auth (aiohttp 3.14 deprecates BasicAuth objects) and JSON answers."""
-    return {
-        "Authorization": aiohttp.encode_basic_auth(login, password),
-        "Accept": "application/json",
-    }
-
-
-def _sms_sender(value: str | None) -> str | None:
-    """A per-message sender override, unless it is an email From meant for another channel."""
-    return value if value and "@" not in value else None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == lowered:
-            return candidate
-    return None
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(body) if body else {}
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)

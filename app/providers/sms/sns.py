@@ -132,8 +132,6 @@ def _string(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
 
 
-
-
 def _classify(code: str, message: str, status: int | None) -> ProviderError | None:
     """SNS-specific meanings; None falls back to the generic AWS classification."""
     lowered = message.lower()

@@ -20,15 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import ParseResult, parse_qs, parse_qsl, quote, urlparse
 
-import aiohttp
-
 from app.models import Channel
+from app.providers import wire
 from app.providers.base import (
     EventType,
     OutboundMessage,
@@ -183,7 +181,7 @@ class TwilioProvider(Provider):
             raise self.error(PermanentProviderError, "empty SMS body")
         form = {"To": to, "Body": body}
         service = self.config.get("messaging_service_sid")
-        sender = _sms_sender(message.from_address) or self.config.get("from")
+        sender = wire.sms_sender(message.from_address) or self.config.get("from")
         if service:
             form["MessagingServiceSid"] = str(service)
         elif sender:
@@ -202,10 +200,10 @@ class TwilioProvider(Provider):
             "POST",
             self._url(sid, "/Messages.json"),
             data=form,
-            headers=_headers(sid, token),
+            headers=wire.basic_auth_headers(sid, token),
         )
         self.raise_for_status(status, headers, body)
-        parsed = _json_object(body)
+        parsed = wire.json_object(body)
         message_sid = parsed.get("sid")
         if not isinstance(message_sid, str) or not message_sid:
             raise self.error(TransientProviderError, "no message sid in response", status=status)
@@ -218,7 +216,7 @@ class TwilioProvider(Provider):
         raise self.classify_error(status, headers, body)
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        parsed = _json_object(body)
+        parsed = wire.json_object(body)
         code = _int(parsed.get("code"))
         reason = str(parsed.get("message") or body[:300].decode("utf-8", "replace") or "")
         reason = reason or f"HTTP {status}"
@@ -251,12 +249,12 @@ class TwilioProvider(Provider):
             return ProviderCheck(reachable=False, authenticated=False, detail=exc.reason)
         try:
             status, headers, body = await self.request(
-                "GET", self._url(sid, ".json"), headers=_headers(sid, token)
+                "GET", self._url(sid, ".json"), headers=wire.basic_auth_headers(sid, token)
             )
         except TransientProviderError as exc:
             return ProviderCheck(reachable=False, authenticated=None, detail=exc.reason)
         if 200 <= status < 300:
-            account_status = _json_object(body).get("status", "unknown")
+            account_status = wire.json_object(body).get("status", "unknown")
             return ProviderCheck(True, True, f"account {account_status}")
         error = self.classify_error(status, headers, body)
         authenticated = False if isinstance(error, ProviderAuthError) else None
@@ -267,7 +265,7 @@ class TwilioProvider(Provider):
     @classmethod
     async def verify_webhook(cls, request: WebhookRequest, ctx: ProviderContext) -> None:
         """Check X-Twilio-Signature the way twilio-python's RequestValidator does."""
-        signature = _header(request.headers, SIGNATURE_HEADER)
+        signature = wire.header(request.headers, SIGNATURE_HEADER)
         if not signature:
             raise WebhookRejected(f"missing {SIGNATURE_HEADER} header")
         tokens = _candidate_tokens(ctx.settings)
@@ -377,7 +375,7 @@ def _signed_params(request: WebhookRequest) -> tuple[dict[str, list[str]], bool]
 
 
 def _is_form(request: WebhookRequest) -> bool:
-    content_type = _header(request.headers, "Content-Type") or ""
+    content_type = wire.header(request.headers, "Content-Type") or ""
     if "application/x-www-form-urlencoded" in content_type.lower():
         return True
     return not content_type and (request.form is not None or b"=" in request.body)
@@ -430,38 +428,6 @@ def _delivery_reason(status: str, error_code: str | None) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _headers(login: str, password: str) -> dict[str, str]:
-    """HTTP basic auth (aiohttp 3.14 deprecates BasicAuth objects) and JSON answers."""
-    return {
-        "Authorization": aiohttp.encode_basic_auth(login, password),
-        "Accept": "application/json",
-    }
-
-
-def _sms_sender(value: str | None) -> str | None:
-    """A per-message sender override, unless it is an email From meant for another channel."""
-    return value if value and "@" not in value else None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == lowered:
-            return candidate
-    return None
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(body) if body else {}
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 def _int(value: Any) -> int | None:
