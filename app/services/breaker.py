@@ -106,7 +106,7 @@ class Breakers:
                 return
             async with self.redis.pipeline(transaction=False) as pipe:
                 for provider in stale:
-                    pipe.hmget(_key(provider), "state", "failures")
+                    pipe.hmget(_key(provider), ["state", "failures"])
                 results = await pipe.execute()
             seen = time.monotonic()
             for provider, (state, failures) in zip(stale, results, strict=True):

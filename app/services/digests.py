@@ -185,13 +185,15 @@ def _group(items: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> dic
                 "created_at": item["created_at"].isoformat(),
             }
         )
-    listed = [{"name": k, "count": len(v), "items": v} for k, v in groups.items()]
+    listed: list[dict[str, Any]] = [
+        {"name": k, "count": len(v), "items": v} for k, v in groups.items()
+    ]
     return {
         "count": len(items),
         "plural": len(items) != 1,
         "groups": listed,
         "categories": groups,
-        "items": [i for g in listed for i in g["items"]],
+        "items": [i for v in groups.values() for i in v],
         "more": len(items) - len(shown),
     }
 
@@ -313,8 +315,8 @@ async def _finish(
         if suppressed_reason is None:
             done = await tx.fetch(
                 """
-                UPDATE notifications SET status = 'sent', provider = $3, batch_id = $2,
-                    provider_id = $2::text, sent_at = $4, updated_at = NOW(), error = NULL
+                UPDATE notifications SET status = 'sent', provider = $3, batch_id = $2::uuid,
+                    provider_id = $2::uuid::text, sent_at = $4, updated_at = NOW(), error = NULL
                 WHERE id = ANY($1::uuid[]) AND status = 'batched' RETURNING id
                 """,
                 list(item_ids),
@@ -430,7 +432,7 @@ async def digest_user(
 ) -> TickResult:
     """Send whatever digests of this user and channel are due at `now`."""
     result = result or TickResult()
-    prefs = list(await preference_store.for_user(rt.db, user_id))
+    prefs: list[Any] = list(await preference_store.for_user(rt.db, user_id))
     items = await _items(rt, user_id, channel, now)
     by_frequency: dict[str, list[Any]] = {}
     opted_out: list[Any] = []
