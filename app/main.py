@@ -66,8 +66,9 @@ def create_app(settings: Settings) -> web.Application:
 def _mount_interfaces(app: web.Application) -> None:
     """Each interface module exposes setup(app); import errors are real errors."""
     from app.graphql import routes as graphql_routes
+    from app.rest import campaigns as campaign_routes
     from app.rest import routes as rest_routes
     from app.webhooks import routes as webhook_routes
 
-    for module in (rest_routes, graphql_routes, webhook_routes):
+    for module in (rest_routes, campaign_routes, graphql_routes, webhook_routes):
         module.setup(app)

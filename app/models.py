@@ -43,6 +43,7 @@ class Status(enum.StrEnum):
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.QUEUED: frozenset(
         {
+            Status.SUPPRESSED,
             Status.SENT,
             Status.FAILED,
             Status.CANCELLED,
@@ -51,7 +52,9 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
             Status.BOUNCED,
         }
     ),
-    Status.SCHEDULED: frozenset({Status.QUEUED, Status.SENT, Status.FAILED, Status.CANCELLED}),
+    Status.SCHEDULED: frozenset(
+        {Status.QUEUED, Status.SENT, Status.FAILED, Status.CANCELLED, Status.SUPPRESSED}
+    ),
     Status.BATCHED: frozenset({Status.SENT, Status.CANCELLED, Status.SUPPRESSED}),
     Status.SENT: frozenset({Status.DELIVERED, Status.FAILED, Status.BOUNCED}),
     Status.DELIVERED: frozenset({Status.BOUNCED}),

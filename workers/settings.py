@@ -15,7 +15,7 @@ from arq import cron
 from app.runtime import open_runtime, redis_settings
 from app.services.providers import register_env_providers
 from app.settings import Settings, load_settings
-from workers import tasks
+from workers import campaign_tasks, tasks
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def build_worker_settings(settings: Settings) -> type:
     """A WorkerSettings class bound to these settings (tests and the CLI use this)."""
 
     class WorkerSettings:
-        functions = [tasks.deliver, tasks.deliver_many, tasks.cleanup]
+        functions = [tasks.deliver, tasks.deliver_many, tasks.cleanup, campaign_tasks.digest_tick]
         cron_jobs = [
             cron(
                 tasks.sweep,
@@ -73,6 +73,7 @@ def build_worker_settings(settings: Settings) -> type:
                 **_sweep_schedule(settings.sweep_interval),
             ),
             cron(tasks.cleanup, minute={17}, second=0, unique=True, timeout=600),
+            *campaign_tasks.cron_jobs(),
         ]
         on_startup = startup
         on_shutdown = shutdown

@@ -36,7 +36,7 @@ from app.providers.base import (
 )
 from app.providers.registry import DRY_RUN
 from app.runtime import Runtime
-from app.services import breaker, ratelimit
+from app.services import breaker, drips, ratelimit
 from app.services.providers import provider_set
 from app.store import notifications as store
 from app.store import providers as provider_store
@@ -269,6 +269,7 @@ async def deliver_rows(
     not_deliverable: list[UUID] = []
     gate = asyncio.Semaphore(concurrency)
     settings = rt.settings
+    rows = await drips.filter_wanted(rt.db, rows)  # drip steps the user no longer wants
 
     async def one(row: Any) -> None:
         if row["status"] not in DELIVERABLE:

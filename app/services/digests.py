@@ -404,10 +404,7 @@ async def _run_window(
             rt, run_id, ids, None, frequency, items, now, config, decision.reason or "opted out"
         )
         return
-    # A channel-wide daily/weekly row would hold the digest itself for the next digest:
-    # the digest is what that preference asked for, so it must not be batched again.
-    priority = CRITICAL_PRIORITY if decision.status is Status.BATCHED else 0
-    request = await build_request(rt, items, frequency, window, zone, config, priority)
+    request = await build_request(rt, items, frequency, window, zone, config, 0)
     (outcome,) = await notifications.send_many(rt, [request], SYSTEM)
     digest_id = outcome.notification_id
     if digest_id is None and request.idempotency_key:

@@ -22,6 +22,7 @@ from app.store import preferences as store
 from app.store.notifications import Conn
 
 FREQUENCIES = ("immediate", "daily", "weekly", "disabled")
+DIGEST = "digest"  # the category of digest notifications themselves
 _CLOCK = re.compile(r"^(\d{1,2})(?::(\d{2}))?$")
 
 
@@ -116,7 +117,8 @@ def decide(
                 Status.SUPPRESSED,
                 reason=f"user opted out of {label}" + (f" ({reason})" if reason else ""),
             )
-        if pref["frequency"] in ("daily", "weekly"):
+        if pref["frequency"] in ("daily", "weekly") and category != DIGEST:
+            # the digest is what a daily/weekly preference asks for: never hold it again
             return Decision(Status.BATCHED, reason=f"held for the {pref['frequency']} digest")
         if pref["quiet_hours"]:
             quiet = QuietHours.parse(pref["quiet_hours"])

@@ -1,0 +1,1 @@
+"""Typer sub-commands owned by feature modules; app.cli mounts them."""

@@ -1,0 +1,551 @@
+"""Campaigns: one template (or inline content) sent to a recipient list of any size.
+
+    create(rt, caller, name, template, channel, recipients, ...)  -> campaign id
+    progress(rt, caller, id)   counts by status (notifications.campaign_id)
+    stats(rt, caller, id)      progress plus engagement and timings
+    cancel(rt, caller, id)     every not-yet-sent notification of it, in batches
+
+Recipients ({user_id, to, variables}) are read lazily in chunks of CHUNK, so a
+generator over a CSV of a million rows never sits in memory. Each chunk goes
+through `notifications.accept_batch` (preferences, per-user limits, idempotency,
+one unnest insert of notifications + queue rows, deliver_many jobs after commit)
+while the next chunk is being prepared in a thread.
+
+Preparing is the campaign's own fast path, because `SendRequest` validation
+costs ~180 us a recipient (the email validator): the template is fetched and
+checked once, an ASCII email address is checked and normalised by a regex with
+the validator's result, anything else goes through the full `Recipient` model.
+Each notification's idempotency key is (campaign, user, address): a recipient
+listed twice gets one notification, and re-running a chunk sends nothing twice.
+
+Only admin and service callers run campaigns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from pydantic import ValidationError
+
+from app import templating
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound, NotificationError
+from app.models import Caller, Channel, Recipient, SendRequest, Status
+from app.runtime import Runtime
+from app.services import notifications
+from app.services import templates as template_service
+from app.store import notifications as store
+
+log = logging.getLogger(__name__)
+
+CHUNK = 5000
+CANCEL_BATCH = 5000
+MAX_ERROR_SAMPLES = 100
+PENDING = (Status.QUEUED.value, Status.SCHEDULED.value, Status.BATCHED.value)
+
+ACCEPTING, RUNNING, CANCELLED = "accepting", "running", "cancelled"
+
+# The common case of email_validator's syntax, whose normalised form is local@domain.lower().
+_EMAIL = re.compile(
+    r"^(?=.{3,254}$)(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+    r"(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$"
+)
+
+Progress = Callable[[int, int, int], None]  # (read, accepted, rejected)
+
+
+@dataclass
+class Content:
+    """What every recipient gets, checked once."""
+
+    channel: Channel
+    template: str | None
+    subject: str | None
+    body: str | None
+    body_html: str | None
+    category: str | None
+    variable_specs: list[templating.VariableSpec]
+    shared: dict[str, Any]
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, index: int, message: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_ERROR_SAMPLES:
+            self.errors.append({"index": index, "message": message})
+
+
+def _require_privileged(caller: Caller) -> None:
+    if not caller.is_privileged:
+        raise Forbidden("campaigns are for admin and service callers")
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+async def _content(
+    rt: Runtime,
+    channel: str,
+    template: str | None,
+    subject: str | None,
+    body: str | None,
+    body_html: str | None,
+    category: str | None,
+    variables: Mapping[str, Any] | None,
+) -> Content:
+    try:
+        chan = Channel(channel)
+    except ValueError:
+        raise InvalidInput("channel must be one of email, push, sms") from None
+    shared = dict(variables or {})
+    templating.check_variables(shared, [])
+    if template:
+        found = await template_service.get_active(rt, template, chan.value)
+        return Content(
+            chan,
+            template,
+            subject or found.subject,
+            found.body_text,
+            found.body_html,
+            category or found.category,
+            list(found.variables),
+            shared,
+        )
+    if not (body or body_html):
+        raise InvalidInput("give a template, or inline body / body_html")
+    for name, source in (("subject", subject), ("body", body), ("body_html", body_html)):
+        if source is not None:
+            templating.validate(source, field=name)
+    if chan is not Channel.EMAIL and not (body or subject):
+        raise InvalidInput(f"channel {chan} needs a text body")
+    return Content(chan, None, subject, body, body_html, category, [], shared)
+
+
+def _recipient(channel: Channel, raw: Any) -> Recipient:
+    """Fast for a plain ASCII email address, the full model for anything else."""
+    if (
+        channel is Channel.EMAIL
+        and isinstance(raw, Mapping)
+        and set(raw) <= {"email", "name"}
+        and isinstance(raw.get("email"), str)
+        and _EMAIL.match(raw["email"])
+        and ".." not in raw["email"]
+    ):
+        local, _, domain = raw["email"].rpartition("@")
+        name = raw.get("name")
+        if name is None or (isinstance(name, str) and len(name) <= 200 and "\n" not in name):
+            return Recipient.model_construct(email=f"{local}@{domain.lower()}", name=name)
+    recipient = Recipient.model_validate(raw)
+    recipient.check_channel(channel)
+    return recipient
+
+
+def _render(source: str | None, variables: Mapping[str, Any], html: bool) -> str | None:
+    if source is None or "{{" not in source:
+        return source
+    return templating.render(source, variables, html=html)
+
+
+def _prepare_one(
+    content: Content,
+    campaign_id: UUID,
+    item: Any,
+    priority: int,
+    send_at: datetime | None,
+    max_attempts: int,
+    metadata: dict[str, Any],
+) -> notifications.Prepared:
+    if not isinstance(item, Mapping):
+        raise InvalidInput("a recipient must be an object {user_id, to, variables}")
+    try:
+        user_id = item["user_id"] if isinstance(item["user_id"], UUID) else UUID(item["user_id"])
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise InvalidInput("user_id: a UUID is required") from None
+    try:
+        to = _recipient(content.channel, item.get("to"))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        raise InvalidInput(f"to{'.' + where if where else ''}: {message}") from None
+    except ValueError as exc:
+        raise InvalidInput(f"to: {exc}") from None
+    own = item.get("variables") or {}
+    if not isinstance(own, Mapping):
+        raise InvalidInput("variables must be an object")
+    variables = templating.check_variables({**content.shared, **own}, content.variable_specs)
+    subject = templating.single_line(_render(content.subject, variables, False))
+    text = _render(content.body, variables, False)
+    html = _render(content.body_html, variables, True)
+    address = to.address(content.channel)
+    recipient = to.model_dump(mode="json", exclude_none=True)
+    address_hash = hashlib.sha256(address.encode()).hexdigest()[:24]
+    key = f"campaign:{campaign_id}:{user_id}:{address_hash}"
+    request_hash = hashlib.sha256(
+        json.dumps([key, variables], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    request = SendRequest.model_construct(
+        user_id=user_id,
+        channel=content.channel,
+        to=to,
+        template=content.template,
+        variables=variables,
+        subject=subject,
+        body=text,
+        body_html=html,
+        category=content.category,
+        priority=priority,
+        idempotency_key=key,
+        send_at=send_at,
+        metadata=metadata,
+        campaign_id=campaign_id,
+    )
+    row = store.NewNotification(
+        id=uuid4(),
+        user_id=user_id,
+        channel=content.channel.value,
+        template_name=content.template,
+        to_address=address,
+        recipient=recipient,
+        subject=subject,
+        body=text,
+        body_html=html,
+        variables=variables,
+        status=Status.QUEUED.value,
+        category=content.category,
+        priority=priority,
+        idempotency_key=key,
+        request_hash=request_hash,
+        dedup_key=None,
+        scheduled_at=send_at,
+        metadata=metadata,
+        error=None,
+        due_at=None,
+        max_attempts=max_attempts,
+        campaign_id=campaign_id,
+    )
+    return notifications.Prepared(request, row)
+
+
+def _prepare_chunk(
+    content: Content,
+    campaign_id: UUID,
+    chunk: Sequence[tuple[int, Any]],
+    priority: int,
+    send_at: datetime | None,
+    max_attempts: int,
+) -> tuple[list[notifications.Prepared], list[tuple[int, str]]]:
+    prepared: list[notifications.Prepared] = []
+    rejected: list[tuple[int, str]] = []
+    metadata = {"campaign": str(campaign_id)}
+    for index, item in chunk:
+        try:
+            prepared.append(
+                _prepare_one(content, campaign_id, item, priority, send_at, max_attempts, metadata)
+            )
+        except NotificationError as exc:
+            rejected.append((index, exc.message))
+    return prepared, rejected
+
+
+# --------------------------------------------------------------------------- create
+
+
+async def _chunks(
+    recipients: Iterable[Any] | AsyncIterable[Any], size: int
+) -> Any:  # AsyncIterator[list[tuple[int, Any]]]
+    chunk: list[tuple[int, Any]] = []
+    index = 0
+    if isinstance(recipients, AsyncIterable):
+        async for item in recipients:
+            chunk.append((index, item))
+            index += 1
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    else:
+        for item in recipients:
+            chunk.append((index, item))
+            index += 1
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+async def _accept(rt: Runtime, prepared: list[notifications.Prepared], counts: Counts) -> None:
+    if not prepared:
+        return
+    for outcome in await notifications.accept_batch(rt, prepared):
+        if outcome.success:
+            counts.accepted += 1
+            counts.by_status[outcome.status] = counts.by_status.get(outcome.status, 0) + 1
+        else:
+            counts.reject(-1, outcome.message)
+
+
+async def create(
+    rt: Runtime,
+    caller: Caller,
+    name: str,
+    template: str | None,
+    channel: str,
+    recipients: Iterable[Any] | AsyncIterable[Any],
+    *,
+    subject: str | None = None,
+    body: str | None = None,
+    body_html: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+    category: str | None = None,
+    priority: int = 0,
+    send_at: datetime | None = None,
+    chunk: int = CHUNK,
+    on_progress: Progress | None = None,
+) -> UUID:
+    """Accept a campaign; return its id. Bad recipients are counted, never fatal."""
+    _require_privileged(caller)
+    if not name or len(name) > 255:
+        raise InvalidInput("name: 1-255 characters")
+    if send_at is not None and send_at.tzinfo is None:
+        raise InvalidInput("send_at must include a timezone offset")
+    content = await _content(rt, channel, template, subject, body, body_html, category, variables)
+    campaign_id = uuid4()
+    await rt.db.execute(
+        """
+        INSERT INTO notification_campaigns (id, name, channel, template_name, category, status,
+                                            created_by)
+        VALUES ($1, $2, $3, $4, $5, 'accepting', $6)
+        """,
+        campaign_id,
+        name,
+        content.channel.value,
+        content.template,
+        content.category,
+        f"{caller.role.value}:{caller.user_id or caller.source}",
+    )
+    counts = Counts()
+    max_attempts = rt.settings.retry_attempts
+    pending: asyncio.Task[None] | None = None
+    cancelled = False
+    try:
+        async for part in _chunks(recipients, chunk):
+            counts.read += len(part)
+            # Prepare this chunk in a thread while the previous one is being written.
+            prepared, rejected = await asyncio.to_thread(
+                _prepare_chunk, content, campaign_id, part, priority, send_at, max_attempts
+            )
+            for index, message in rejected:
+                counts.reject(index, message)
+            if pending is not None:
+                await pending
+                if on_progress:
+                    on_progress(counts.read, counts.accepted, counts.rejected)
+                if await _status(rt, campaign_id) == CANCELLED:
+                    cancelled = True
+                    break
+            pending = asyncio.create_task(_accept(rt, prepared, counts))
+        if pending is not None:
+            await pending
+            pending = None
+    finally:
+        if pending is not None and not pending.done():
+            await asyncio.gather(pending, return_exceptions=True)
+        await rt.db.execute(
+            """
+            UPDATE notification_campaigns SET total = $2, accepted = $3, rejected = $4,
+                errors = $5, updated_at = NOW(), accepted_at = NOW(),
+                status = CASE WHEN status = 'accepting' THEN 'running' ELSE status END
+            WHERE id = $1
+            """,
+            campaign_id,
+            counts.read,
+            counts.accepted,
+            counts.rejected,
+            counts.errors,
+        )
+    if on_progress:
+        on_progress(counts.read, counts.accepted, counts.rejected)
+    if cancelled or await _status(rt, campaign_id) == CANCELLED:
+        await _cancel_pending(rt, campaign_id)  # what the last chunk inserted after the cancel
+    return campaign_id
+
+
+async def _status(rt: Runtime, campaign_id: UUID) -> str | None:
+    found = await rt.db.fetchval(
+        "SELECT status FROM notification_campaigns WHERE id = $1", campaign_id
+    )
+    return found  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- read
+
+
+async def _campaign(rt: Runtime, campaign_id: UUID) -> Any:
+    row = await rt.db.fetchrow("SELECT * FROM notification_campaigns WHERE id = $1", campaign_id)
+    if row is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    return row
+
+
+def _public(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "channel": row["channel"],
+        "template": row["template_name"],
+        "category": row["category"],
+        "status": row["status"],
+        "total": row["total"],
+        "accepted": row["accepted"],
+        "rejected": row["rejected"],
+        "errors": row["errors"],
+        "created_by": row["created_by"],
+        "created_at": row["created_at"],
+        "accepted_at": row["accepted_at"],
+        "cancelled_at": row["cancelled_at"],
+    }
+
+
+async def progress(rt: Runtime, caller: Caller, campaign_id: UUID) -> dict[str, Any]:
+    """The campaign and its notifications counted by status; `done` when none is pending."""
+    _require_privileged(caller)
+    row = await _campaign(rt, campaign_id)
+    counts = {
+        r["status"]: int(r["n"])
+        for r in await rt.db.fetch(
+            "SELECT status, count(*) AS n FROM notifications WHERE campaign_id = $1"
+            " GROUP BY status",
+            campaign_id,
+        )
+    }
+    pending = sum(counts.get(s, 0) for s in PENDING)
+    state = row["status"]
+    if state == RUNNING and pending == 0:
+        state = "completed"
+    return {
+        **_public(row),
+        "state": state,
+        "counts": counts,
+        "pending": pending,
+        "done": row["status"] != ACCEPTING and pending == 0,
+    }
+
+
+async def stats(rt: Runtime, caller: Caller, campaign_id: UUID) -> dict[str, Any]:
+    """Progress plus delivery and engagement figures."""
+    data = await progress(rt, caller, campaign_id)
+    agg = await rt.db.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent,
+               count(delivered_at) AS delivered, count(opened_at) AS opened,
+               count(clicked_at) AS clicked, min(sent_at) AS first_sent_at,
+               max(sent_at) AS last_sent_at
+        FROM notifications WHERE campaign_id = $1
+        """,
+        campaign_id,
+    )
+    assert agg is not None
+    sent, delivered = int(agg["sent"]), int(agg["delivered"])
+    failed = data["counts"].get("failed", 0) + data["counts"].get("bounced", 0)
+
+    def pct(part: int, whole: int) -> float | None:
+        return round(part * 100 / whole, 2) if whole else None
+
+    first, last = agg["first_sent_at"], agg["last_sent_at"]
+    seconds = (last - first).total_seconds() if first and last else 0.0
+    return {
+        **data,
+        "sent": sent,
+        "delivered": delivered,
+        "opened": int(agg["opened"]),
+        "clicked": int(agg["clicked"]),
+        "failed": failed,
+        "delivery_rate_pct": pct(delivered, sent),
+        "open_rate_pct": pct(int(agg["opened"]), delivered or sent),
+        "click_rate_pct": pct(int(agg["clicked"]), int(agg["opened"])),
+        "failure_rate_pct": pct(failed, sent + failed),
+        "first_sent_at": first,
+        "last_sent_at": last,
+        "send_rate_per_s": round(sent / seconds, 1) if seconds > 0 else None,
+    }
+
+
+async def list_campaigns(rt: Runtime, caller: Caller, limit: int = 50) -> list[dict[str, Any]]:
+    _require_privileged(caller)
+    rows = await rt.db.fetch(
+        "SELECT * FROM notification_campaigns ORDER BY created_at DESC LIMIT $1", limit
+    )
+    return [_public(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- cancel
+
+_CANCEL_BATCH = """
+WITH picked AS (
+    SELECT id FROM notifications
+    WHERE campaign_id = $1 AND status IN ('queued', 'scheduled', 'batched')
+    LIMIT $2
+), done AS (
+    UPDATE notifications n SET status = 'cancelled', error = 'campaign cancelled',
+        updated_at = NOW()
+    FROM picked WHERE n.id = picked.id AND n.status IN ('queued', 'scheduled', 'batched')
+    RETURNING n.id
+), dropped AS (
+    DELETE FROM notification_queue q USING done
+    WHERE q.notification_id = done.id AND q.locked_at IS NULL
+    RETURNING q.id
+)
+SELECT count(*) FROM done
+"""
+
+
+async def _cancel_pending(rt: Runtime, campaign_id: UUID, batch: int = CANCEL_BATCH) -> int:
+    """Cancel not-yet-sent notifications in batches (short transactions); return how many.
+
+    A row a worker has already claimed is left to it: delivery skips rows that are no
+    longer deliverable, and a send already in flight at the provider may still complete.
+    """
+    total = 0
+    while True:
+        done = int(await rt.db.fetchval(_CANCEL_BATCH, campaign_id, batch))
+        total += done
+        if done == 0:
+            return total
+
+
+async def cancel(rt: Runtime, caller: Caller, campaign_id: UUID) -> dict[str, Any]:
+    """Stop a campaign: no further chunks are accepted, pending notifications are cancelled."""
+    _require_privileged(caller)
+    row = await _campaign(rt, campaign_id)
+    if row["status"] == CANCELLED:
+        raise Conflict(
+            f"campaign {campaign_id} is already cancelled", details={"status": CANCELLED}
+        )
+    await rt.db.execute(
+        """
+        UPDATE notification_campaigns SET status = 'cancelled', cancelled_at = NOW(),
+            updated_at = NOW()
+        WHERE id = $1
+        """,
+        campaign_id,
+    )
+    cancelled = await _cancel_pending(rt, campaign_id)
+    data = await progress(rt, caller, campaign_id)
+    return {**data, "cancelled": cancelled}
