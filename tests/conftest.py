@@ -63,7 +63,9 @@ TABLES = (
     "notification_preferences",
     "notification_providers",
     "notification_batches",
-    "notification_audit_log", "notification_digest_runs", "notification_campaigns",
+    "notification_audit_log",
+    "notification_digest_runs",
+    "notification_campaigns",
     "notification_sequences",
 )
 

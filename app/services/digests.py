@@ -35,7 +35,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import NotificationError
-from app.models import CRITICAL_PRIORITY, Caller, Recipient, SendRequest, Status
+from app.models import Caller, Recipient, SendRequest, Status
 from app.runtime import Runtime
 from app.services import notifications, preferences
 from app.services import templates as template_service

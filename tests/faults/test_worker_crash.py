@@ -34,7 +34,9 @@ async def test_sigkill_worker_mid_run_loses_nothing(stack: Stack) -> None:
     await wait_for(some_sent, 60, "the first worker to deliver a quarter", stack)
     first.kill9()
     at_kill = int(await rt.redis.llen("test-provider:primary:sent"))
-    locked = await rt.db.fetchval("SELECT count(*) FROM notification_queue WHERE locked_at IS NOT NULL")
+    locked = await rt.db.fetchval(
+        "SELECT count(*) FROM notification_queue WHERE locked_at IS NOT NULL"
+    )
     assert at_kill < TOTAL, "the run finished before the kill; raise TOTAL or the delay"
 
     stack.spawn("worker", WORKER_CONCURRENCY=str(CONCURRENCY))
