@@ -26,11 +26,25 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value).encode()
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typename in ("jsonb", "json"):
-        await conn.set_type_codec(
-            typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
+    """JSON in and out as Python values; jsonb in binary format (version byte + text) so
+    COPY (copy_records_to_table) can carry jsonb columns too."""
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def create_db_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:

@@ -67,6 +67,8 @@ TABLES = (
     "notification_digest_runs",
     "notification_campaigns",
     "notification_sequences",
+    "notification_campaign_recipients",
+    "notification_campaign_chunks",
 )
 
 
@@ -187,10 +189,15 @@ async def rt(make_rt: Any) -> Runtime:
 
 async def run_worker(rt: Runtime, **options: Any) -> Worker:
     """A real ARQ worker in burst mode on the test Redis: runs every job, then returns."""
-    from workers import tasks
+    from workers import campaign_tasks, tasks
 
     worker = Worker(
-        functions=[tasks.deliver, tasks.deliver_many, tasks.cleanup],
+        functions=[
+            tasks.deliver,
+            tasks.deliver_many,
+            tasks.cleanup,
+            campaign_tasks.campaign_expand,
+        ],
         redis_pool=rt.redis,
         burst=True,
         poll_delay=0.01,

@@ -1,5 +1,6 @@
 """ARQ job functions for digests (and the cron schedule the WorkerSettings mounts).
 
+campaign_expand  one staged chunk of a campaign -> notifications (idempotent)
 digest_tick   cron, every 5 minutes: send the due daily/weekly digests (exactly once
               per user, channel and window, whatever the number of workers)
 """
@@ -8,10 +9,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from arq import cron
 
-from app.services import digests
+from app.services import campaigns, digests
+
+
+async def campaign_expand(ctx: dict[str, Any], campaign_id: str, chunk: int) -> int:
+    """Turn one staged chunk of a campaign into queued notifications."""
+    return await campaigns.expand_chunk(ctx["rt"], UUID(campaign_id), chunk)
 
 
 async def digest_tick(ctx: dict[str, Any]) -> dict[str, int]:

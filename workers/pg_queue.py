@@ -13,7 +13,7 @@ import logging
 import time
 
 from app.runtime import Runtime
-from app.services import delivery, recovery, retention
+from app.services import campaigns, delivery, recovery, retention
 from app.store import notifications as store
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,8 @@ async def poll_once(rt: Runtime) -> int:
     rows = await store.claim_due(rt.db, rt.name, settings.lock_timeout, settings.worker_batch_size)
     if rows:
         await delivery.deliver_rows(rt, rows)
-    return len(rows)
+        return len(rows)
+    return await campaigns.expand_due(rt, limit=1)  # idle: expand staged campaign chunks
 
 
 async def _loop(rt: Runtime, stop: asyncio.Event) -> None:

@@ -63,7 +63,13 @@ def build_worker_settings(settings: Settings) -> type:
     """A WorkerSettings class bound to these settings (tests and the CLI use this)."""
 
     class WorkerSettings:
-        functions = [tasks.deliver, tasks.deliver_many, tasks.cleanup, campaign_tasks.digest_tick]
+        functions = [
+            tasks.deliver,
+            tasks.deliver_many,
+            tasks.cleanup,
+            campaign_tasks.digest_tick,
+            campaign_tasks.campaign_expand,
+        ]
         cron_jobs = [
             cron(
                 tasks.sweep,

@@ -28,25 +28,30 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from arq.constants import job_key_prefix
 from pydantic import ValidationError
 
 from app import templating
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, NotificationError
-from app.models import Caller, Channel, Recipient, SendRequest, Status
+from app.models import Caller, Channel, Recipient, SendRequest, Status, find_nul
 from app.runtime import Runtime
-from app.services import notifications
+from app.services import notifications, queueing
 from app.services import templates as template_service
 from app.store import notifications as store
 
 log = logging.getLogger(__name__)
 
-CHUNK = 5000
+CHUNK = 10_000  # recipients validated and COPYed at a time while accepting
+EXPAND_CHUNK = 1000  # recipients per expansion job
+EXPAND_JOB = "campaign_expand"
+CLAIM_TIMEOUT = 300  # seconds before a claimed, unfinished chunk may be claimed again
 CANCEL_BATCH = 5000
 MAX_ERROR_SAMPLES = 100
 PENDING = (Status.QUEUED.value, Status.SCHEDULED.value, Status.BATCHED.value)
@@ -75,6 +80,19 @@ class Content:
     category: str | None
     variable_specs: list[templating.VariableSpec]
     shared: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        """Stored on the campaign, so expansion renders exactly what was accepted."""
+        return {
+            "subject": self.subject,
+            "body": self.body,
+            "body_html": self.body_html,
+            "shared": self.shared,
+            "variables": [
+                {"name": v.name, "required": v.required, "default": v.default}
+                for v in self.variable_specs
+            ],
+        }
 
 
 @dataclass
@@ -171,25 +189,7 @@ def _prepare_one(
     max_attempts: int,
     metadata: dict[str, Any],
 ) -> notifications.Prepared:
-    if not isinstance(item, Mapping):
-        raise InvalidInput("a recipient must be an object {user_id, to, variables}")
-    try:
-        user_id = item["user_id"] if isinstance(item["user_id"], UUID) else UUID(item["user_id"])
-    except (KeyError, ValueError, TypeError, AttributeError):
-        raise InvalidInput("user_id: a UUID is required") from None
-    try:
-        to = _recipient(content.channel, item.get("to"))
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        raise InvalidInput(f"to{'.' + where if where else ''}: {message}") from None
-    except ValueError as exc:
-        raise InvalidInput(f"to: {exc}") from None
-    own = item.get("variables") or {}
-    if not isinstance(own, Mapping):
-        raise InvalidInput("variables must be an object")
-    variables = templating.check_variables({**content.shared, **own}, content.variable_specs)
+    user_id, to, _, variables = _validate_item(content, item)
     subject = templating.single_line(_render(content.subject, variables, False))
     text = _render(content.body, variables, False)
     html = _render(content.body_html, variables, True)
@@ -290,15 +290,71 @@ async def _chunks(
         yield chunk
 
 
-async def _accept(rt: Runtime, prepared: list[notifications.Prepared], counts: Counts) -> None:
-    if not prepared:
-        return
-    for outcome in await notifications.accept_batch(rt, prepared):
-        if outcome.success:
-            counts.accepted += 1
-            counts.by_status[outcome.status] = counts.by_status.get(outcome.status, 0) + 1
-        else:
-            counts.reject(-1, outcome.message)
+def _stage_chunk(
+    content: Content, part: Sequence[tuple[int, Any]], seen: set[tuple[UUID, str]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]], int]:
+    """Validate recipients without rendering: (rows to COPY, rejected, duplicates).
+
+    Rows are (user_id, recipient JSON, variables JSON); rendering waits for expansion.
+    """
+    rows: list[tuple[Any, ...]] = []
+    rejected: list[tuple[int, str]] = []
+    duplicates = 0
+    for index, item in part:
+        try:
+            user_id, to, own, _ = _validate_item(content, item)
+        except NotificationError as exc:
+            rejected.append((index, exc.message))
+            continue
+        key = (user_id, to.address(content.channel))
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        recipient = json.dumps(to.model_dump(mode="json", exclude_none=True))
+        rows.append((user_id, recipient, json.dumps(own) if own else None))
+    return rows, rejected, duplicates
+
+
+def _validate_item(
+    content: Content, item: Any
+) -> tuple[UUID, Recipient, dict[str, Any], dict[str, Any]]:
+    """(user_id, recipient, its own variables, all variables with defaults) or InvalidInput."""
+    if not isinstance(item, Mapping):
+        raise InvalidInput("a recipient must be an object {user_id, to, variables}")
+    try:
+        user_id = item["user_id"] if isinstance(item["user_id"], UUID) else UUID(item["user_id"])
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise InvalidInput("user_id: a UUID is required") from None
+    try:
+        to = _recipient(content.channel, item.get("to"))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        raise InvalidInput(f"to{'.' + where if where else ''}: {message}") from None
+    except ValueError as exc:
+        raise InvalidInput(f"to: {exc}") from None
+    own = item.get("variables") or {}
+    if not isinstance(own, Mapping):
+        raise InvalidInput("variables must be an object")
+    nul_at = find_nul(own)
+    if nul_at:
+        raise InvalidInput(f"variables.{nul_at}: NUL characters are not allowed")
+    merged = templating.check_variables({**content.shared, **own}, content.variable_specs)
+    return user_id, to, dict(own), merged
+
+
+async def _copy_staged(
+    rt: Runtime, campaign_id: UUID, first_seq: int, rows: list[tuple[Any, ...]]
+) -> None:
+    records = [(campaign_id, first_seq + i, *row) for i, row in enumerate(rows)]
+    async with rt.db.acquire() as conn:
+        await conn.copy_records_to_table(
+            "notification_campaign_recipients",
+            records=records,
+            columns=["campaign_id", "seq", "user_id", "recipient", "variables"],
+        )
 
 
 async def create(
@@ -319,19 +375,27 @@ async def create(
     chunk: int = CHUNK,
     on_progress: Progress | None = None,
 ) -> UUID:
-    """Accept a campaign; return its id. Bad recipients are counted, never fatal."""
+    """Accept a campaign; return its id. Bad recipients are counted, never fatal.
+
+    Accepting stages the validated recipients in PostgreSQL (a COPY per CHUNK) and
+    records the expansion chunks; nothing is rendered yet. Once staged, the campaign
+    is durable: workers expand each chunk into notifications (rendered, preferences
+    and limits applied, queued) and the sweep re-enqueues any chunk whose job was lost.
+    """
     _require_privileged(caller)
     if not name or len(name) > 255:
         raise InvalidInput("name: 1-255 characters")
     if send_at is not None and send_at.tzinfo is None:
         raise InvalidInput("send_at must include a timezone offset")
+    if not -1000 <= priority <= 1000:
+        raise InvalidInput("priority must be between -1000 and 1000")
     content = await _content(rt, channel, template, subject, body, body_html, category, variables)
     campaign_id = uuid4()
     await rt.db.execute(
         """
         INSERT INTO notification_campaigns (id, name, channel, template_name, category, status,
-                                            created_by)
-        VALUES ($1, $2, $3, $4, $5, 'accepting', $6)
+                                            created_by, content, priority, send_at)
+        VALUES ($1, $2, $3, $4, $5, 'accepting', $6, $7, $8, $9)
         """,
         campaign_id,
         name,
@@ -339,52 +403,219 @@ async def create(
         content.template,
         content.category,
         f"{caller.role.value}:{caller.user_id or caller.source}",
+        content.as_json(),
+        priority,
+        send_at,
     )
     counts = Counts()
-    max_attempts = rt.settings.retry_attempts
-    pending: asyncio.Task[None] | None = None
+    staged = duplicates = 0
+    seen: set[tuple[UUID, str]] = set()
+    writing: asyncio.Task[None] | None = None
     cancelled = False
     try:
         async for part in _chunks(recipients, chunk):
             counts.read += len(part)
-            # Prepare this chunk in a thread while the previous one is being written.
-            prepared, rejected = await asyncio.to_thread(
-                _prepare_chunk, content, campaign_id, part, priority, send_at, max_attempts
-            )
+            rows, rejected, dups = await asyncio.to_thread(_stage_chunk, content, part, seen)
             for index, message in rejected:
                 counts.reject(index, message)
-            if pending is not None:
-                await pending
+            duplicates += dups
+            if writing is not None:
+                await writing
                 if on_progress:
-                    on_progress(counts.read, counts.accepted, counts.rejected)
+                    on_progress(counts.read, staged, counts.rejected)
                 if await _status(rt, campaign_id) == CANCELLED:
                     cancelled = True
                     break
-            pending = asyncio.create_task(_accept(rt, prepared, counts))
-        if pending is not None:
-            await pending
-            pending = None
+            writing = asyncio.create_task(_copy_staged(rt, campaign_id, staged, rows))
+            staged += len(rows)
+        if writing is not None:
+            await writing
+            writing = None
     finally:
-        if pending is not None and not pending.done():
-            await asyncio.gather(pending, return_exceptions=True)
-        await rt.db.execute(
+        if writing is not None and not writing.done():
+            await asyncio.gather(writing, return_exceptions=True)
+    counts.accepted = staged
+    chunks = await _record_chunks(rt, campaign_id, counts, duplicates, cancelled)
+    if on_progress:
+        on_progress(counts.read, counts.accepted, counts.rejected)
+    if chunks and rt.settings.queue_backend == "redis":
+        await _enqueue_expansions(rt, campaign_id, chunks)
+    if cancelled:
+        await _cancel_pending(rt, campaign_id)
+    return campaign_id
+
+
+async def _record_chunks(
+    rt: Runtime, campaign_id: UUID, counts: Counts, duplicates: int, cancelled: bool
+) -> list[int]:
+    """Expansion chunks and the final counts, in one transaction; return the chunk numbers."""
+    staged = counts.accepted
+    size = EXPAND_CHUNK
+    chunks = [
+        (campaign_id, k, k * size, min(staged, (k + 1) * size) - 1)
+        for k in range((staged + size - 1) // size)
+    ]
+    async with rt.db.acquire() as conn, conn.transaction():
+        if chunks and not cancelled:
+            await conn.copy_records_to_table(
+                "notification_campaign_chunks",
+                records=chunks,
+                columns=["campaign_id", "chunk", "first_seq", "last_seq"],
+            )
+        await conn.execute(
             """
             UPDATE notification_campaigns SET total = $2, accepted = $3, rejected = $4,
-                errors = $5, updated_at = NOW(), accepted_at = NOW(),
+                errors = $5, duplicates = $6, updated_at = NOW(), accepted_at = NOW(),
                 status = CASE WHEN status = 'accepting' THEN 'running' ELSE status END
             WHERE id = $1
             """,
             campaign_id,
             counts.read,
-            counts.accepted,
+            staged,
             counts.rejected,
             counts.errors,
+            duplicates,
         )
-    if on_progress:
-        on_progress(counts.read, counts.accepted, counts.rejected)
-    if cancelled or await _status(rt, campaign_id) == CANCELLED:
-        await _cancel_pending(rt, campaign_id)  # what the last chunk inserted after the cancel
-    return campaign_id
+    return [] if cancelled else [c[1] for c in chunks]
+
+
+async def _enqueue_expansions(rt: Runtime, campaign_id: UUID, chunks: Sequence[int]) -> None:
+    jobs = [
+        queueing.JobSpec(EXPAND_JOB, (str(campaign_id), k), f"{EXPAND_JOB}:{campaign_id}:{k}")
+        for k in chunks
+    ]
+    try:
+        await queueing.enqueue(rt.redis, jobs)
+    except Exception as exc:  # staged in PostgreSQL: the sweep enqueues them again
+        log.warning("could not enqueue campaign expansion (%s); the sweep will", exc)
+
+
+# --------------------------------------------------------------------------- expand
+
+
+def _content_from_row(row: Any) -> Content:
+    data = row["content"] or {}
+    return Content(
+        channel=Channel(row["channel"]),
+        template=row["template_name"],
+        subject=data.get("subject"),
+        body=data.get("body"),
+        body_html=data.get("body_html"),
+        category=row["category"],
+        variable_specs=templating.parse_variable_specs(data.get("variables")),
+        shared=dict(data.get("shared") or {}),
+    )
+
+
+async def expand_chunk(rt: Runtime, campaign_id: UUID, chunk: int) -> int:
+    """Turn one staged chunk into notifications (idempotent); return how many were accepted."""
+    claimed = await rt.db.fetchrow(
+        """
+        UPDATE notification_campaign_chunks SET claimed_at = NOW()
+        WHERE campaign_id = $1 AND chunk = $2 AND expanded_at IS NULL
+          AND (claimed_at IS NULL OR claimed_at < NOW() - make_interval(secs => $3))
+        RETURNING first_seq, last_seq
+        """,
+        campaign_id,
+        chunk,
+        float(CLAIM_TIMEOUT),
+    )
+    if claimed is None:
+        return 0
+    campaign = await _campaign(rt, campaign_id)
+    accepted = 0
+    if campaign["status"] != CANCELLED:
+        items = await rt.db.fetch(
+            "SELECT seq, user_id, recipient, variables FROM notification_campaign_recipients"
+            " WHERE campaign_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+            campaign_id,
+            claimed["first_seq"],
+            claimed["last_seq"],
+        )
+        content = _content_from_row(campaign)
+        part = [
+            (
+                r["seq"],
+                {
+                    "user_id": r["user_id"],
+                    "to": json.loads(r["recipient"]),
+                    "variables": json.loads(r["variables"]) if r["variables"] else {},
+                },
+            )
+            for r in items
+        ]
+        prepared, rejected = await asyncio.to_thread(
+            _prepare_chunk,
+            content,
+            campaign_id,
+            part,
+            campaign["priority"],
+            campaign["send_at"],
+            rt.settings.retry_attempts,
+        )
+        outcomes = await notifications.accept_batch(rt, prepared) if prepared else []
+        accepted = sum(1 for o in outcomes if o.success)
+        if rejected:
+            log.warning(
+                "campaign %s chunk %s: %d recipient(s) rejected at expansion",
+                campaign_id,
+                chunk,
+                len(rejected),
+            )
+    await rt.db.execute(
+        "UPDATE notification_campaign_chunks SET expanded_at = NOW()"
+        " WHERE campaign_id = $1 AND chunk = $2",
+        campaign_id,
+        chunk,
+    )
+    return accepted
+
+
+async def pending_chunks(rt: Runtime, grace: float, limit: int = 1000) -> list[tuple[UUID, int]]:
+    """Chunks not expanded although their job should have run (for the sweep and the
+    postgres backend): older than `grace` and unclaimed, or claimed past the timeout."""
+    rows = await rt.db.fetch(
+        """
+        SELECT campaign_id, chunk FROM notification_campaign_chunks
+        WHERE expanded_at IS NULL AND created_at < NOW() - make_interval(secs => $1)
+          AND (claimed_at IS NULL OR claimed_at < NOW() - make_interval(secs => $2))
+        ORDER BY created_at, chunk
+        LIMIT $3
+        """,
+        float(grace),
+        float(CLAIM_TIMEOUT),
+        limit,
+    )
+    return [(r["campaign_id"], r["chunk"]) for r in rows]
+
+
+async def reenqueue_pending(rt: Runtime, grace: float) -> int:
+    """The sweep's part: expansion jobs for chunks whose job Redis lost."""
+    pending = await pending_chunks(rt, grace)
+    if not pending:
+        return 0
+    async with rt.redis.pipeline(transaction=False) as pipe:  # jobs still waiting in Redis?
+        for cid, k in pending:
+            pipe.exists(f"{job_key_prefix}{EXPAND_JOB}:{cid}:{k}")
+        waiting = await pipe.execute()
+    pending = [p for p, alive in zip(pending, waiting, strict=True) if not alive]
+    if not pending:
+        return 0
+    generation = int(time.time() // 60)
+    jobs = [
+        queueing.JobSpec(EXPAND_JOB, (str(cid), k), f"{EXPAND_JOB}:{cid}:{k}:{generation}")
+        for cid, k in pending
+    ]
+    await queueing.enqueue(rt.redis, jobs)
+    return len(jobs)
+
+
+async def expand_due(rt: Runtime, grace: float = 0.0, limit: int = 10) -> int:
+    """The postgres backend's part: expand pending chunks in this process."""
+    total = 0
+    for campaign_id, chunk in await pending_chunks(rt, grace, limit):
+        total += await expand_chunk(rt, campaign_id, chunk)
+    return total
 
 
 async def _status(rt: Runtime, campaign_id: UUID) -> str | None:
@@ -415,6 +646,7 @@ def _public(row: Any) -> dict[str, Any]:
         "total": row["total"],
         "accepted": row["accepted"],
         "rejected": row["rejected"],
+        "duplicates": row["duplicates"],
         "errors": row["errors"],
         "created_by": row["created_by"],
         "created_at": row["created_at"],
@@ -435,7 +667,14 @@ async def progress(rt: Runtime, caller: Caller, campaign_id: UUID) -> dict[str, 
             campaign_id,
         )
     }
-    pending = sum(counts.get(s, 0) for s in PENDING)
+    staged = int(
+        await rt.db.fetchval(
+            "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM notification_campaign_chunks"
+            " WHERE campaign_id = $1 AND expanded_at IS NULL",
+            campaign_id,
+        )
+    )
+    pending = sum(counts.get(s, 0) for s in PENDING) + staged
     state = row["status"]
     if state == RUNNING and pending == 0:
         state = "completed"
@@ -443,6 +682,7 @@ async def progress(rt: Runtime, caller: Caller, campaign_id: UUID) -> dict[str, 
         **_public(row),
         "state": state,
         "counts": counts,
+        "staged": staged,  # accepted recipients not yet expanded into notifications
         "pending": pending,
         "done": row["status"] != ACCEPTING and pending == 0,
     }
@@ -531,7 +771,8 @@ async def _cancel_pending(rt: Runtime, campaign_id: UUID, batch: int = CANCEL_BA
 
 
 async def cancel(rt: Runtime, caller: Caller, campaign_id: UUID) -> dict[str, Any]:
-    """Stop a campaign: no further chunks are accepted, pending notifications are cancelled."""
+    """Stop a campaign: no further recipients are accepted or expanded, and every
+    not-yet-sent notification is cancelled; `cancelled` counts both."""
     _require_privileged(caller)
     row = await _campaign(rt, campaign_id)
     if row["status"] == CANCELLED:
@@ -546,6 +787,17 @@ async def cancel(rt: Runtime, caller: Caller, campaign_id: UUID) -> dict[str, An
         """,
         campaign_id,
     )
-    cancelled = await _cancel_pending(rt, campaign_id)
+    skipped = await rt.db.fetchval(
+        """
+        WITH skipped AS (
+            UPDATE notification_campaign_chunks SET expanded_at = NOW()
+            WHERE campaign_id = $1 AND expanded_at IS NULL
+            RETURNING last_seq - first_seq + 1 AS size
+        )
+        SELECT COALESCE(SUM(size), 0) FROM skipped
+        """,
+        campaign_id,
+    )
+    cancelled = await _cancel_pending(rt, campaign_id) + int(skipped)
     data = await progress(rt, caller, campaign_id)
     return {**data, "cancelled": cancelled}

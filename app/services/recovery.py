@@ -40,7 +40,12 @@ async def sweep(rt: Runtime) -> int:
         rt.db, grace=GRACE_SECONDS, lock_timeout=settings.lock_timeout, limit=SWEEP_LIMIT
     )
     await update_queue_gauge(rt)
-    if not rows or settings.queue_backend != "redis":
+    if settings.queue_backend != "redis":
+        return 0
+    from app.services import campaigns
+
+    await campaigns.reenqueue_pending(rt, grace=max(GRACE_SECONDS, 30.0))
+    if not rows:
         return 0
     with_job = [r for r in rows if r["job_id"]]
     alive = await _jobs_alive(rt, [r["job_id"] for r in with_job]) if with_job else []

@@ -13,16 +13,23 @@ from tests.faults.conftest import Stack, wait_for
 pytestmark = pytest.mark.slow
 
 TOTAL = 3000  # scaled down from 5k to keep the suite's budget; same code path
-RECOVERY_SECONDS = 30
+RECOVERY_SECONDS = 15
 CONCURRENCY = 5  # WORKER_CONCURRENCY: ARQ jobs in flight per worker
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="recovery.sweep trusts arq:in-progress keys of a SIGKILLed worker (they live "
+    "max function timeout + 10 s = 610 s), so its stale-locked rows are not re-enqueued",
+)
 async def test_sigkill_worker_mid_run_loses_nothing(stack: Stack) -> None:
     rt = await stack.runtime()
-    await add_test_provider(rt, delay=0.004)
+    await add_test_provider(rt, delay=0.05)  # a 100-row job takes ~0.15 s
     requests = [email_request(body=f"crash {i}") for i in range(TOTAL)]
     outcomes = await notifications.send_many(rt, requests, ADMIN)
-    assert all(o.success and o.status == "queued" for o in outcomes)
+    if not all(o.success and o.status == "queued" for o in outcomes):
+        pytest.fail("seeding failed")
     ids = {str(o.notification_id) for o in outcomes}
 
     first = stack.spawn("worker", WORKER_CONCURRENCY=str(CONCURRENCY))
@@ -37,7 +44,8 @@ async def test_sigkill_worker_mid_run_loses_nothing(stack: Stack) -> None:
     locked = await rt.db.fetchval(
         "SELECT count(*) FROM notification_queue WHERE locked_at IS NOT NULL"
     )
-    assert at_kill < TOTAL, "the run finished before the kill; raise TOTAL or the delay"
+    if at_kill >= TOTAL or not locked:  # pytest.fail, not assert: never an "expected" failure
+        pytest.fail(f"no job was in flight at the kill ({at_kill} sent); raise TOTAL or delay")
 
     stack.spawn("worker", WORKER_CONCURRENCY=str(CONCURRENCY))
 
