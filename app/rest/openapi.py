@@ -50,6 +50,7 @@ USER = [_param("user_id", "path", UUID_PARAM)]
 
 
 def _operations() -> list[Operation]:
+    from app.rest.campaigns import CampaignIn, SequenceIn
     from app.rest.routes import _TemplateQuery
 
     return [
@@ -94,6 +95,22 @@ def _operations() -> list[Operation]:
          (200, s.StatsResponse), _query_params(s.HourlyQuery), True),
         ("get", "/api/stats/users/{user_id}", "userStats", "One user's summary", "stats", None,
          (200, {"type": "object"}), USER, True),
+        ("post", "/api/campaigns", "createCampaign",
+         "Accept a campaign (recipients staged, then expanded by the workers)", "campaigns",
+         CampaignIn, (202, {"type": "object"}), [], True),
+        ("get", "/api/campaigns", "listCampaigns", "Recent campaigns", "campaigns", None,
+         (200, {"type": "object"}), [], True),
+        ("get", "/api/campaigns/{id}", "getCampaign", "Campaign progress and statistics",
+         "campaigns", None, (200, {"type": "object"}), ID, True),
+        ("post", "/api/campaigns/{id}/cancel", "cancelCampaign", "Cancel a running campaign",
+         "campaigns", None, (200, {"type": "object"}), ID, True),
+        ("post", "/api/sequences", "startSequence", "Start a drip sequence", "campaigns",
+         SequenceIn, (201, {"type": "object"}), [], True),
+        ("get", "/api/sequences/{id}", "getSequence", "A drip sequence and its steps",
+         "campaigns", None, (200, {"type": "object"}), ID, True),
+        ("post", "/api/sequences/{id}/cancel", "cancelSequence",
+         "Cancel the remaining steps of a sequence", "campaigns", None,
+         (200, {"type": "object"}), ID, True),
     ]  # fmt: skip
 
 
@@ -174,7 +191,14 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "tags": [
             {"name": t}
-            for t in ("notifications", "templates", "preferences", "stats", "infrastructure")
+            for t in (
+                "notifications",
+                "templates",
+                "preferences",
+                "stats",
+                "campaigns",
+                "infrastructure",
+            )
         ],
         "paths": paths,
         "components": {
