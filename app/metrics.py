@@ -6,6 +6,9 @@ NOTIFICATIONS_WORKER_METRICS_PORT (default 9102) so Prometheus scrapes both.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 notifications_sent_total = Counter(
@@ -61,3 +64,14 @@ webhook_requests_total = Counter(
     "Webhook requests by provider and outcome (accepted, duplicate, rejected, invalid, ...)",
     ["provider", "result"],
 )
+
+
+@functools.cache
+def _child(metric: Any, values: tuple[str, ...]) -> Any:
+    return metric.labels(*values)
+
+
+def labeled(metric: Any, *values: str) -> Any:
+    """metric.labels(*values), cached: prometheus_client's labels() costs a lock and a dict
+    lookup with string conversion per call, and hot paths call it several times per send."""
+    return _child(metric, tuple(values))

@@ -47,8 +47,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         route = route_label(request)
-        metrics.http_requests_total.labels(request.method, route, str(status)).inc()
-        metrics.http_request_seconds.labels(request.method, route).observe(
+        metrics.labeled(metrics.http_requests_total, request.method, route, str(status)).inc()
+        metrics.labeled(metrics.http_request_seconds, request.method, route).observe(
             time.perf_counter() - started
         )
 

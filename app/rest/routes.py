@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from app import metrics
 from app.errors import Forbidden, InvalidInput, NotificationError
-from app.models import Caller, SendRequest
+from app.models import Caller, SendRequest, nul_path
 from app.rest import openapi, problems
 from app.rest import schemas as s
 from app.rest.middleware import metrics_middleware, problem_middleware, ratelimit_middleware
@@ -69,23 +69,6 @@ async def read_json(request: web.Request) -> Any:
     if (where := nul_path(data)) is not None:
         raise _nul_error(["body", *where])
     return data
-
-
-def nul_path(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-    """Where a NUL character hides in decoded JSON (PostgreSQL text cannot hold one)."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                return (*path, key)
-            if (found := nul_path(item, (*path, key))) is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if (found := nul_path(item, (*path, index))) is not None:
-                return found
-    return None
 
 
 def _nul_error(path: list[Any]) -> InvalidInput:

@@ -27,7 +27,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from pydantic import ValidationError
 
 from app import templating
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, NotificationError
-from app.models import Caller, Channel, Recipient, SendRequest, Status, find_nul
+from app.models import Caller, Channel, Recipient, SendRequest, Status, find_nul, is_plain_email
 from app.runtime import Runtime
 from app.services import notifications, queueing
 from app.services import templates as template_service
@@ -58,12 +57,6 @@ PENDING = (Status.QUEUED.value, Status.SCHEDULED.value, Status.BATCHED.value)
 
 ACCEPTING, RUNNING, CANCELLED = "accepting", "running", "cancelled"
 
-# The common case of email_validator's syntax, whose normalised form is local@domain.lower().
-_EMAIL = re.compile(
-    r"^(?=.{3,254}$)(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-    r"(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$"
-)
 
 Progress = Callable[[int, int, int], None]  # (read, accepted, rejected)
 
@@ -162,8 +155,7 @@ def _recipient(channel: Channel, raw: Any) -> Recipient:
         and isinstance(raw, Mapping)
         and set(raw) <= {"email", "name"}
         and isinstance(raw.get("email"), str)
-        and _EMAIL.match(raw["email"])
-        and ".." not in raw["email"]
+        and is_plain_email(raw["email"])
     ):
         local, _, domain = raw["email"].rpartition("@")
         name = raw.get("name")

@@ -141,14 +141,16 @@ class _Mirror:
 
     async def success(self, rt: Runtime, name: str, state_changed: bool) -> None:
         now = time.monotonic()
-        metrics.provider_last_success.labels(name).set(time.time())
-        metrics.provider_breaker_state.labels(name).set(0)
+        metrics.labeled(metrics.provider_last_success, name).set(time.time())
+        metrics.labeled(metrics.provider_breaker_state, name).set(0)
         if state_changed or now - self.last_success_write.get(name, 0) >= MIRROR_EVERY:
             self.last_success_write[name] = now
             await provider_store.record_outcome(rt.db, name, success=True, breaker_state="closed")
 
     async def failure(self, rt: Runtime, name: str, state: str, error: str) -> None:
-        metrics.provider_breaker_state.labels(name).set(0 if state == breaker.CLOSED else 1)
+        metrics.labeled(metrics.provider_breaker_state, name).set(
+            0 if state == breaker.CLOSED else 1
+        )
         await provider_store.record_outcome(
             rt.db, name, success=False, breaker_state=state, error=error[:1000]
         )
@@ -178,13 +180,13 @@ async def _try_provider(
         async with asyncio.timeout(rt.settings.provider_timeout):
             result = await provider.send(message)
     except PermanentProviderError as exc:
-        metrics.provider_requests_total.labels(name, "permanent").inc()
+        metrics.labeled(metrics.provider_requests_total, name, "permanent").inc()
         return Failed(name, str(exc))
     except ProviderError as exc:
-        metrics.provider_requests_total.labels(name, type(exc).__name__).inc()
+        metrics.labeled(metrics.provider_requests_total, name, type(exc).__name__).inc()
         return exc
     except TimeoutError:
-        metrics.provider_requests_total.labels(name, "timeout").inc()
+        metrics.labeled(metrics.provider_requests_total, name, "timeout").inc()
         return TransientProviderError(
             f"timed out after {rt.settings.provider_timeout:g}s", provider=name
         )
@@ -192,8 +194,10 @@ async def _try_provider(
         log.exception("provider %s raised unexpectedly", name)
         return TransientProviderError(f"unexpected error: {exc!r}", provider=name)
     elapsed = time.perf_counter() - started
-    metrics.provider_requests_total.labels(name, "ok").inc()
-    metrics.notification_latency_seconds.labels(message.channel.value, name).observe(elapsed)
+    metrics.labeled(metrics.provider_requests_total, name, "ok").inc()
+    metrics.labeled(metrics.notification_latency_seconds, message.channel.value, name).observe(
+        elapsed
+    )
     return Sent(name, result.provider_message_id)
 
 
@@ -284,11 +288,16 @@ async def deliver_rows(
             result = await deliver_message(rt, message)
         if isinstance(result, Sent):
             sent.append((row["id"], result.provider, result.provider_id, None, None, None))
-            metrics.notifications_sent_total.labels(row["channel"], result.provider, "sent").inc()
+            metrics.labeled(
+                metrics.notifications_sent_total, row["channel"], result.provider, "sent"
+            ).inc()
         elif isinstance(result, Failed):
             failed.append((row["id"], result.provider, result.error))
-            metrics.notifications_sent_total.labels(
-                row["channel"], result.provider or "none", "failed"
+            metrics.labeled(
+                metrics.notifications_sent_total,
+                row["channel"],
+                result.provider or "none",
+                "failed",
             ).inc()
         else:
             attempt = int(row["attempts"]) + 1
@@ -296,7 +305,9 @@ async def deliver_rows(
                 failed.append(
                     (row["id"], None, f"gave up after {attempt} attempts: {result.error}")
                 )
-                metrics.notifications_sent_total.labels(row["channel"], "none", "failed").inc()
+                metrics.labeled(
+                    metrics.notifications_sent_total, row["channel"], "none", "failed"
+                ).inc()
             else:
                 delay = backoff(
                     attempt,

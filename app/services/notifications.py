@@ -84,25 +84,12 @@ def request_hash(request: SendRequest) -> str:
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
-def dedup_key(request: SendRequest, window: int, now: float) -> str | None:
-    """The spec's dedup window (user, template, hour) made exact: same payload, same window."""
+def dedup_key(request: SendRequest, digest: str, window: int, now: float) -> str | None:
+    """The spec's dedup window (user, template, hour) made exact: the same request (its
+    `request_hash` digest) within the same window is a duplicate."""
     if window <= 0 or request.idempotency_key:
         return None
-    identity = _canonical(
-        [
-            str(request.user_id),
-            request.channel.value,
-            request.template,
-            request.to.model_dump(mode="json", exclude_none=True),
-            request.variables,
-            request.subject,
-            request.body,
-            request.body_html,
-            request.category,
-        ]
-    )
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:48]
-    return f"{digest}:{int(now // window)}"
+    return f"{digest[:48]}:{int(now // window)}"
 
 
 async def _render(
@@ -141,6 +128,7 @@ async def prepare(rt: Runtime, request: SendRequest, caller: Caller, now: float)
     authorise(caller, request)
     subject, text, html, category = await _render(rt, request, caller)
     settings = rt.settings
+    digest = request_hash(request)
     row = store.NewNotification(
         id=uuid4(),
         user_id=request.user_id,
@@ -156,8 +144,8 @@ async def prepare(rt: Runtime, request: SendRequest, caller: Caller, now: float)
         category=category,
         priority=request.priority,
         idempotency_key=request.idempotency_key,
-        request_hash=request_hash(request),
-        dedup_key=dedup_key(request, settings.dedup_window, now),
+        request_hash=digest,
+        dedup_key=dedup_key(request, digest, settings.dedup_window, now),
         scheduled_at=request.send_at,
         metadata=request.metadata,
         error=None,
@@ -272,7 +260,9 @@ async def accept_batch(rt: Runtime, batch: Sequence[Prepared]) -> list[SendOutco
         if i not in outcomes:
             status = batch[i].row.status
             outcomes[i] = SendOutcome(True, batch[i].row.id, status, _accepted_message(status))
-            metrics.notifications_accepted_total.labels(batch[i].row.channel, status).inc()
+            metrics.labeled(
+                metrics.notifications_accepted_total, batch[i].row.channel, status
+            ).inc()
     if jobs:
         await _enqueue_quietly(rt, jobs)
     return [outcomes[i] for i in range(len(batch))]

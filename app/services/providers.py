@@ -79,23 +79,24 @@ class ProviderSet:
     loaded_at: float = 0.0
     entries: list[ProviderEntry] = field(default_factory=list)
     instances: dict[tuple[str, str], Provider] = field(default_factory=dict)
+    chains: dict[str, list[tuple[str, Provider]]] = field(default_factory=dict)
 
     async def for_channel(self, rt: Runtime, channel: Channel | str) -> list[tuple[str, Provider]]:
+        """The channel's providers in priority order (built at reload, not per send)."""
         await self._reload(rt)
-        chain = []
-        for entry in self.entries:
-            if entry.channel != str(channel):
-                continue
-            provider = self._instance(rt, entry)
-            if provider is not None:
-                chain.append((entry.name, provider))
-        return chain
+        return self.chains.get(str(channel), [])
 
     async def _reload(self, rt: Runtime, force: bool = False) -> None:
         if not force and time.monotonic() - self.loaded_at < RELOAD_SECONDS and self.loaded_at:
             return
         rows = await store.list_(rt.db)
         self.entries = merge_entries(list(rows), rt.settings)
+        chains: dict[str, list[tuple[str, Provider]]] = {}
+        for entry in self.entries:
+            provider = self._instance(rt, entry)
+            if provider is not None:
+                chains.setdefault(entry.channel, []).append((entry.name, provider))
+        self.chains = chains
         self.loaded_at = time.monotonic()
 
     def _instance(self, rt: Runtime, entry: ProviderEntry) -> Provider | None:

@@ -100,13 +100,13 @@ async def receive(request: web.Request, provider: str | None) -> web.Response:
     rt = request.app[runtime_key]
     label = provider or "unknown"
     if not ip_allowed(request.remote, request.app[NETWORKS]):
-        metrics.webhook_requests_total.labels(label, "forbidden").inc()
+        metrics.labeled(metrics.webhook_requests_total, label, "forbidden").inc()
         raise Forbidden(f"webhook source {request.remote} is not in the IP allow-list")
     body = await request.read()
     if provider is None:
         provider = detect(request.headers, request.query, body)
         if provider is None:
-            metrics.webhook_requests_total.labels("unknown", "invalid").inc()
+            metrics.labeled(metrics.webhook_requests_total, "unknown", "invalid").inc()
             return problems.problem(
                 400,
                 "cannot tell which provider sent this webhook; use /webhooks/{provider}"
@@ -125,31 +125,31 @@ async def receive(request: web.Request, provider: str | None) -> web.Response:
         events = cls.parse_webhook(hook)
         confirm_url = cls.subscription_confirm_url(hook) if provider == "ses" else None
     except WebhookRejected as exc:
-        metrics.webhook_requests_total.labels(label, "rejected").inc()
+        metrics.labeled(metrics.webhook_requests_total, label, "rejected").inc()
         log.info("rejected %s webhook from %s: %s", provider, request.remote, exc)
         return problems.problem(401, f"webhook rejected: {exc}", code="UNAUTHENTICATED")
     except WebhookInvalid as exc:
-        metrics.webhook_requests_total.labels(label, "invalid").inc()
+        metrics.labeled(metrics.webhook_requests_total, label, "invalid").inc()
         return problems.problem(400, f"malformed {provider} webhook: {exc}", code="BAD_REQUEST")
     if confirm_url:
         status = await confirm_subscription(rt.http, confirm_url)
-        metrics.webhook_requests_total.labels(label, "subscription").inc()
+        metrics.labeled(metrics.webhook_requests_total, label, "subscription").inc()
         if not 200 <= status < 300:
             return problems.problem(502, f"SNS SubscribeURL answered {status}", code="BAD_GATEWAY")
         return web.json_response({"status": "subscribed", "provider": provider})
     key = replay.delivery_id(provider, request.headers, body)
     ttl = max(3600, 2 * settings.webhook_tolerance) + 60
     if not await replay.claim(rt.redis, key, ttl):
-        metrics.webhook_requests_total.labels(label, "duplicate").inc()
+        metrics.labeled(metrics.webhook_requests_total, label, "duplicate").inc()
         return web.json_response({"status": "duplicate", "provider": provider, "received": 0})
     try:
         counts = await event_service.apply(rt, events)
     except BaseException:
         await replay.release(rt.redis, key)
         raise
-    metrics.webhook_requests_total.labels(label, "accepted").inc()
+    metrics.labeled(metrics.webhook_requests_total, label, "accepted").inc()
     for event in events:
-        metrics.webhook_events_total.labels(provider, event.type.value, "received").inc()
+        metrics.labeled(metrics.webhook_events_total, provider, event.type.value, "received").inc()
     return web.json_response({"status": "ok", "provider": provider, **counts.as_dict()})
 
 
