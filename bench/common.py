@@ -252,6 +252,34 @@ class RssSampler:
         return {pid: round(rss / 1_048_576, 1) for pid, rss in self.peak.items()}
 
 
+class CpuMeter:
+    """CPU seconds one process used over a block, and the whole machine's busy share."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+
+    def __enter__(self) -> CpuMeter:
+        self.wall = time.perf_counter()
+        times = self.proc.cpu_times()
+        self.cpu = times.user + times.system
+        psutil.cpu_percent(None)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        times = self.proc.cpu_times()
+        self.cpu = times.user + times.system - self.cpu
+        self.machine_busy = psutil.cpu_percent(None)
+
+    def report(self, requests: int) -> dict[str, float]:
+        return {
+            "process_cpu_seconds": round(self.cpu, 2),
+            "process_cores_used": round(self.cpu / self.wall, 2),
+            "process_cpu_ms_per_request": round(1000 * self.cpu / requests, 3) if requests else 0,
+            "machine_busy_percent": self.machine_busy,
+        }
+
+
 # --------------------------------------------------------------------------- wrk
 
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 import urllib.request
 import uuid
 from typing import Any
 
 import asyncpg
+import psutil
 
 from bench import common
 
@@ -74,6 +76,34 @@ async def _count_sent(conn: asyncpg.Connection) -> tuple[int, int]:
     )
     assert row is not None
     return int(row["sent"]), int(row["failed"])
+
+
+def _cpu(procs: list[Any]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = psutil.Process(proc.pid).cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _cpu_report(
+    workers: list[Any], fake: Any, start: tuple[float, int, float] | None, sent: int
+) -> dict[str, Any]:
+    """Worker CPU per notification between the first `sent` row and the last poll (excludes
+    the workers' start-up), the fake provider's CPU (whole run) and the machine's load."""
+    out: dict[str, Any] = {"load_average": [round(x, 2) for x in os.getloadavg()]}
+    if start is not None and sent > start[1]:
+        cpu, first_sent, t0 = start
+        used = _cpu(workers) - cpu
+        elapsed = time.perf_counter() - t0
+        out["worker_cpu_seconds"] = round(used, 2)
+        out["worker_cores_used"] = round(used / elapsed, 2)
+        out["worker_cpu_ms_per_notification"] = round(1000 * used / (sent - first_sent), 3)
+    out["fake_provider_cpu_seconds_total"] = round(_cpu([fake]), 2)
+    return out
 
 
 def _provider_count(port: int) -> int:
@@ -128,10 +158,13 @@ async def run(
                         )
                     )
                 sent = failed = 0
+                cpu_start: tuple[float, int, float] | None = None
                 with common.RssSampler([p.pid for p in procs]) as rss:
                     deadline = time.monotonic() + timeout
                     while time.monotonic() < deadline:
                         sent, failed = await _count_sent(conn)
+                        if cpu_start is None and sent:
+                            cpu_start = (_cpu(procs), sent, time.perf_counter())
                         if sent + failed >= n:
                             break
                         if all(p.poll() is not None for p in procs):
@@ -140,6 +173,7 @@ async def run(
                             )
                         await asyncio.sleep(0.25)
                 wall = time.perf_counter() - started
+                cpu = _cpu_report(procs, fake, cpu_start, sent)
                 span = await conn.fetchrow(
                     """
                     SELECT min(sent_at) AS first, max(sent_at) AS last,
@@ -177,6 +211,7 @@ async def run(
                     "max": round(float(span["max"]) * 1000, 1) if sent else None,
                 },
                 "worker_peak_rss_mb": peaks,
+                "cpu_while_delivering": cpu,
                 "worker_processes": workers,
                 "worker_concurrency": concurrency,
                 "provider": "fake Resend (bench/fake_provider.py) on 127.0.0.1",

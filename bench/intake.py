@@ -1,6 +1,7 @@
 """Intake benchmark: POST /api/notifications/send and POST /hasura/actions (sendNotification).
 
-    python -m bench.intake [--duration 20] [--connections 32] [--profile]
+    python -m bench.intake [--duration 20] [--connections 32] [--endpoint rest|hasura]
+                           [--profile]
 
 ONE API process (`python -m app.cli server`, a subprocess on a fresh database),
 loaded by wrk (-t2 -c32) with bench/wrk/send.lua and bench/wrk/hasura_action.lua:
@@ -29,6 +30,10 @@ from bench import common
 
 TARGET_ACCEPTED_PER_SECOND = 2000
 TARGET_P99_MS = 30.0
+ENDPOINTS = {
+    "rest": ("/api/notifications/send", "send.lua", "POST /api/notifications/send"),
+    "hasura": ("/hasura/actions", "hasura_action.lua", "POST /hasura/actions sendNotification"),
+}
 
 
 def _post(port: int, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, str]:
@@ -108,6 +113,7 @@ def _summary(raw: dict[str, Any]) -> dict[str, Any]:
         "max_ms",
         "mean_ms",
         "command",
+        "cpu",
     )
     out = {k: raw[k] for k in keys}
     out["meets_target"] = (
@@ -117,7 +123,12 @@ def _summary(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run(
-    server_dsn: str, redis_url: str, duration: float, connections: int, profile: bool = False
+    server_dsn: str,
+    redis_url: str,
+    duration: float,
+    connections: int,
+    profile: bool = False,
+    endpoints: tuple[str, ...] = ("rest", "hasura"),
 ) -> dict[str, Any]:
     common.ensure_wrk()
     async with common.fresh_database(server_dsn, "intake") as database_url:
@@ -147,38 +158,39 @@ async def run(
                 connections=connections,
                 env=_wrk_env(),
             )
+            measured: dict[str, dict[str, Any]] = {}
             with common.RssSampler([api.pid]) as rss:
-                rest = common.run_wrk(
-                    f"{base}/api/notifications/send",
-                    "send.lua",
-                    duration=duration,
-                    connections=connections,
-                    env=_wrk_env(),
-                )
-                hasura = common.run_wrk(
-                    f"{base}/hasura/actions",
-                    "hasura_action.lua",
-                    duration=duration,
-                    connections=connections,
-                    env=_wrk_env(),
-                )
+                for key, (path, script, label) in ENDPOINTS.items():
+                    if key in endpoints:
+                        with common.CpuMeter(api.pid) as cpu:
+                            measured[label] = common.run_wrk(
+                                f"{base}{path}",
+                                script,
+                                duration=duration,
+                                connections=connections,
+                                env=_wrk_env(),
+                            )
+                        measured[label]["cpu"] = cpu.report(measured[label]["requests"])
             if api.poll() is not None:
                 raise RuntimeError(f"API exited: {common.log_tail('intake_api')}")
             conn = await asyncpg.connect(database_url)
             try:
                 stored = int(await conn.fetchval("SELECT count(*) FROM notifications"))
                 queued = int(await conn.fetchval("SELECT count(*) FROM notification_queue"))
+                # one insert statement = one transaction = one NOW(): rows per created_at
+                batches = int(
+                    await conn.fetchval("SELECT count(DISTINCT created_at) FROM notifications")
+                )
             finally:
                 await conn.close()
             results = {
-                "endpoints": {
-                    "POST /api/notifications/send": _summary(rest),
-                    "POST /hasura/actions sendNotification": _summary(hasura),
-                },
+                "endpoints": {label: _summary(raw) for label, raw in measured.items()},
                 "api_peak_rss_mb": rss.peak_mb()[api.pid],
                 "rss_samples": rss.samples,
                 "notifications_stored": stored,
                 "queue_rows": queued,
+                "intake_batches": batches,
+                "mean_notifications_per_insert": round(stored / batches, 2) if batches else None,
                 "duration_seconds": duration,
                 "connections": connections,
                 "wrk_threads": 2,
@@ -222,10 +234,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--endpoint", choices=sorted(ENDPOINTS), action="append")
     args = parser.parse_args()
+    endpoints = tuple(args.endpoint or ENDPOINTS)
     with common.services() as (server_dsn, redis_url):
         result = asyncio.run(
-            run(server_dsn, redis_url, args.duration, args.connections, args.profile)
+            run(server_dsn, redis_url, args.duration, args.connections, args.profile, endpoints)
         )
     if args.profile:
         print(json.dumps(result["endpoints"], indent=2))

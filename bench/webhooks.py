@@ -232,6 +232,7 @@ async def run(
     connections: int,
     resend_requests: int,
     sendgrid_requests: int,
+    profile: bool = False,
 ) -> dict[str, Any]:
     common.ensure_wrk()
     common.WORK_DIR.mkdir(parents=True, exist_ok=True)
@@ -264,26 +265,37 @@ async def run(
             NOTIFICATIONS_RESEND_WEBHOOK_SECRET=whsec,
             NOTIFICATIONS_SENDGRID_WEBHOOK_PUBLIC_KEY=sg_public,
         )
-        api = common.start_process(["-m", "app.cli", "server"], env, "webhooks_api")
+        prof = common.WORK_DIR / "webhooks_api.prof" if profile else None
+        api = common.start_process(["-m", "app.cli", "server"], env, "webhooks_api", profile=prof)
         try:
             common.wait_http(port, api)
             # signed just before each run: the tolerance is 300 s
             resend_file = common.WORK_DIR / "resend_requests.tsv"
             _resend_requests(resend_file, svix_secret, resend_ids)
             with common.RssSampler([api.pid]) as rss:
-                resend = _wrk(port, "/webhooks/resend", resend_file, duration, connections)
+                with common.CpuMeter(api.pid) as cpu_resend:
+                    resend = _wrk(port, "/webhooks/resend", resend_file, duration, connections)
                 resend_counts = await _event_counts(database_url, "resend", resend["seconds"])
                 sendgrid_file = common.WORK_DIR / "sendgrid_requests.tsv"
                 _sendgrid_requests(sendgrid_file, sg_key, sendgrid_ids)
-                sendgrid = _wrk(port, "/webhooks/sendgrid", sendgrid_file, duration, connections)
+                with common.CpuMeter(api.pid) as cpu_sendgrid:
+                    sendgrid = _wrk(
+                        port, "/webhooks/sendgrid", sendgrid_file, duration, connections
+                    )
                 sg_counts = await _event_counts(database_url, "sendgrid", sendgrid["seconds"])
             if api.poll() is not None:
                 raise RuntimeError(f"API exited: {common.log_tail('webhooks_api')}")
         finally:
             common.stop_process(api)
-    return {
-        "resend_svix_single": _section(resend, resend_counts, 1),
-        "sendgrid_ecdsa_batch": _section(sendgrid, sg_counts, SENDGRID_BATCH),
+    result: dict[str, Any] = {
+        "resend_svix_single": {
+            **_section(resend, resend_counts, 1),
+            "cpu": cpu_resend.report(resend["requests"]),
+        },
+        "sendgrid_ecdsa_batch": {
+            **_section(sendgrid, sg_counts, SENDGRID_BATCH),
+            "cpu": cpu_sendgrid.report(sendgrid["requests"]),
+        },
         "api_peak_rss_mb": rss.peak_mb()[api.pid],
         "prepared": {
             "resend_requests": resend_requests,
@@ -306,6 +318,10 @@ async def run(
             "NOTIFICATIONS_API_RATE_LIMIT=0 (per-IP limiter off for the single-IP load generator).",
         ],
     }
+    if prof is not None:
+        result["profile_top_own_time"] = common.profile_top(prof, 30)
+        result["profile_app_cumulative"] = common.profile_cumulative(prof, "/app/", 30)
+    return result
 
 
 def main() -> None:
@@ -314,6 +330,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--resend-requests", type=int, default=30_000)
     parser.add_argument("--sendgrid-requests", type=int, default=1_000)
+    parser.add_argument("--profile", action="store_true", help="API under cProfile")
     args = parser.parse_args()
     with common.services() as (server_dsn, redis_url):
         result = asyncio.run(
@@ -324,8 +341,20 @@ def main() -> None:
                 args.connections,
                 args.resend_requests,
                 args.sendgrid_requests,
+                args.profile,
             )
         )
+    if args.profile:
+        print(
+            json.dumps({k: v for k, v in result.items() if not k.startswith("profile")}, indent=2)
+        )
+        for row in result["profile_top_own_time"]:
+            print(
+                f"  {row['own_s']:8.2f}s {row['own_pct']:5.1f}% {row['calls']:>9}  {row['function']}"
+            )
+        for line in result["profile_app_cumulative"]:
+            print("  " + line)
+        return
     path = common.write_result("webhooks", result)
     print(json.dumps(result, indent=2))
     print(f"written to {path}")

@@ -24,7 +24,11 @@ class Schema(strawberry.Schema):
 schema = Schema(
     query=Query,
     mutation=Mutation,
-    extensions=[ErrorCodes, ParserCache(maxsize=256), ValidationCache(maxsize=256)],  # type: ignore[list-item]  # instances are what strawberry documents
+    extensions=[
+        ErrorCodes,
+        lambda: ParserCache(maxsize=256),  # the caches live at module level, shared
+        lambda: ValidationCache(maxsize=256),
+    ],
 )
 
 

@@ -183,8 +183,17 @@ async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
         for manager in reversed(st.managers):
             with contextlib.suppress(Exception):
                 await manager.__aexit__(None, None, None)
-        services.stop()
+        _discard(services)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _discard(services: EmbeddedServices) -> None:
+    """Stop this test's throwaway servers at once (immediate shutdown), then unregister."""
+    if services.postgres is not None and services.postgres.running() and services.postgres.pid:
+        embedded.stop_pid(services.postgres.pid, signal.SIGQUIT, timeout=10)
+    if services.redis is not None and services.redis.running() and services.redis.pid:
+        embedded.stop_pid(services.redis.pid, signal.SIGKILL, timeout=10)
+    services.stop()
 
 
 def same_port(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
