@@ -40,6 +40,7 @@ from app.errors import NotFound
 from app.models import Caller, Status, can_transition
 from app.providers.base import EventType, ProviderEvent
 from app.runtime import Runtime
+from app.services.coalesce import Coalescer
 from app.store.notifications import Conn
 
 OPT_OUT = frozenset({EventType.COMPLAINT, EventType.UNSUBSCRIBE})
@@ -230,12 +231,33 @@ async def _write_states(conn: Any, states: Iterable[_State]) -> tuple[int, int]:
 
 
 async def apply(rt: Runtime, events: Sequence[ProviderEvent]) -> Counts:
-    """Store and apply a batch of events (one transaction, a fixed number of statements)."""
-    counts = Counts(received=len(events))
-    unique: dict[tuple[str, str], ProviderEvent] = {}
-    for event in events:
-        unique.setdefault((event.provider, event.event_id[:255]), event)
-    batch = list(unique.values())
+    """Store and apply one request's events."""
+    return (await apply_groups(rt, [list(events)]))[0]
+
+
+def event_intake(rt: Runtime) -> Coalescer[list[ProviderEvent], Counts]:
+    """Concurrent webhook requests share one `apply_groups` call (one transaction)."""
+    found = rt.state.get("event_intake")
+    if found is None:
+
+        async def flush(groups: list[list[ProviderEvent]]) -> list[Counts]:
+            return await apply_groups(rt, groups)
+
+        found = Coalescer(flush, max_batch=200)
+        rt.state["event_intake"] = found
+    return found  # type: ignore[no-any-return]
+
+
+async def apply_groups(rt: Runtime, groups: Sequence[Sequence[ProviderEvent]]) -> list[Counts]:
+    """Store and apply the events of several requests in one transaction and a fixed number
+    of statements; return each request's counts."""
+    counts = [Counts(received=len(g)) for g in groups]
+    unique: dict[tuple[str, str], tuple[ProviderEvent, int]] = {}
+    for index, events in enumerate(groups):
+        for event in events:
+            unique.setdefault((event.provider, event.event_id[:255]), (event, index))
+    batch = [event for event, _ in unique.values()]
+    owner = [index for _, index in unique.values()]
     if not batch:
         return counts
     ids = list({e.notification_id for e in batch if e.notification_id})
@@ -262,23 +284,28 @@ async def apply(rt: Runtime, events: Sequence[ProviderEvent]) -> Counts:
             [t is not None for t in targets],
         )
         new = {(r["provider"], r["provider_event_id"]) for r in inserted}
-        counts.stored = len(new)
-        counts.duplicates = counts.received - counts.stored
         states: dict[UUID, _State] = {}
+        touched: list[set[UUID]] = [set() for _ in groups]
         fresh = [
-            (e, t)
-            for e, t in zip(batch, targets, strict=True)
+            (e, t, g)
+            for e, t, g in zip(batch, targets, owner, strict=True)
             if (e.provider, e.event_id[:255]) in new
         ]
-        fresh.sort(key=lambda pair: pair[0].occurred_at)
-        for event, target in fresh:
+        fresh.sort(key=lambda item: item[0].occurred_at)
+        for event, target, group in fresh:
+            counts[group].stored += 1
             if target is None:
-                counts.unmatched += 1
+                counts[group].unmatched += 1
                 continue
-            counts.matched += 1
+            counts[group].matched += 1
+            touched[group].add(target)
             state = states.get(target) or states.setdefault(target, _State.from_row(by_id[target]))
             fold(state, event.type, event.occurred_at, event.reason, event.provider)
-        counts.changed, counts.opted_out = await _write_states(conn, states.values())
+        await _write_states(conn, states.values())
+    for group, count in enumerate(counts):
+        count.duplicates = count.received - count.stored
+        count.changed = sum(1 for t in touched[group] if states[t].dirty)
+        count.opted_out = sum(1 for t in touched[group] if states[t].opt_outs)
     return counts
 
 

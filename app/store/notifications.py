@@ -205,7 +205,7 @@ WITH claimed AS (
     SET locked_at = NOW(), locked_by = $2, updated_at = NOW()
     WHERE q.notification_id = ANY($1::uuid[])
       AND (q.locked_at IS NULL OR q.locked_at < NOW() - make_interval(secs => $3))
-      AND (q.next_retry_at IS NULL OR q.next_retry_at <= NOW() + interval '1 second')
+      AND (q.next_retry_at IS NULL OR q.next_retry_at <= NOW() + interval '200 milliseconds')
     RETURNING q.notification_id, q.attempts, q.max_attempts, q.next_retry_at
 )
 SELECT {NOTIFICATION_COLUMNS}, c.attempts, c.max_attempts

@@ -143,7 +143,7 @@ async def receive(request: web.Request, provider: str | None) -> web.Response:
         metrics.labeled(metrics.webhook_requests_total, label, "duplicate").inc()
         return web.json_response({"status": "duplicate", "provider": provider, "received": 0})
     try:
-        counts = await event_service.apply(rt, events)
+        counts = await event_service.event_intake(rt).submit(events)
     except BaseException:
         await replay.release(rt.redis, key)
         raise

@@ -269,14 +269,14 @@ async def test_flushall_then_sweep_delivers_everything(rt: Any) -> None:
 
 async def test_scheduled_send_not_before_send_at(rt: Any) -> None:
     await add_test_provider(rt)
-    send_at = datetime.now(UTC) + timedelta(seconds=2)
+    send_at = datetime.now(UTC) + timedelta(seconds=3)
     outcome = await notifications.send(rt, email_request(send_at=send_at.isoformat()), ADMIN)
     assert outcome.status == "scheduled"
     from app.services import delivery
 
     early = await delivery.deliver_ids(rt, [outcome.notification_id])
     assert early.sent == [] and await status_of(rt, outcome.notification_id) == "scheduled"
-    await asyncio.sleep(2.1)
+    await asyncio.sleep(max(0.0, (send_at - datetime.now(UTC)).total_seconds()) + 0.1)
     await run_worker(rt)
     assert await status_of(rt, outcome.notification_id) == "sent"
 
