@@ -87,3 +87,26 @@ class Unavailable(NotificationError):
 
     status = 503
     code = "UNAVAILABLE"
+
+
+def unavailable_from(exc: BaseException) -> Unavailable | None:
+    """The 503 for an infrastructure failure (PostgreSQL or Redis down, restarting, or the
+    connection lost), or None when `exc` is something else (a bug: a 500)."""
+    import asyncpg
+    from redis import exceptions as redis_errors
+
+    infrastructure = (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.AdminShutdownError,
+        redis_errors.ConnectionError,
+        redis_errors.TimeoutError,
+    )
+    if isinstance(exc, Unavailable):
+        return exc
+    if isinstance(exc, infrastructure):
+        return Unavailable(f"a backing service is unavailable: {type(exc).__name__}")
+    return None

@@ -7,12 +7,13 @@ service layer, so every entry point runs the same rules on the same resources.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,8 +111,21 @@ class Runtime:
     name: str = field(default_factory=worker_name)
     # per-process caches owned by services (templates, providers, intake batcher)
     state: dict[str, Any] = field(default_factory=dict)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run after-commit work (an enqueue) without making a caller wait for it."""
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait for spawned work (shutdown, tests)."""
+        if self.background:
+            await asyncio.wait(set(self.background), timeout=timeout)
 
     async def close(self) -> None:
+        await self.settle()
         for closer in list(self.state.values()):
             aclose = getattr(closer, "aclose", None)
             if aclose is not None:

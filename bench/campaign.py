@@ -53,13 +53,13 @@ def _worker_process(database_url: str, redis_url: str, max_jobs: int) -> None:
     """One ARQ worker process, burst mode: runs every queued job, then exits."""
     from arq.worker import Worker
 
-    from workers import tasks
+    from workers import campaign_tasks, tasks
 
     async def main() -> None:
         settings = _settings(database_url, redis_url, database_pool_max=10)
         async with open_runtime(settings) as rt:
             worker = Worker(
-                functions=[tasks.deliver, tasks.deliver_many],
+                functions=[tasks.deliver, tasks.deliver_many, campaign_tasks.campaign_expand],
                 redis_pool=rt.redis,
                 burst=True,
                 poll_delay=0.05,

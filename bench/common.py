@@ -141,7 +141,7 @@ def free_port() -> int:
 
 def app_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     """Environment of an API/worker subprocess: only what the benchmark decides."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "NOTIFICATIONS_API_PROCESSES")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update(
         {
@@ -252,23 +252,44 @@ class RssSampler:
         return {pid: round(rss / 1_048_576, 1) for pid, rss in self.peak.items()}
 
 
+def _cpu_seconds(procs: Sequence[psutil.Process]) -> dict[int, float]:
+    seconds = {}
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            seconds[proc.pid] = times.user + times.system
+        except psutil.Error:
+            continue
+    return seconds
+
+
+def _postgres_processes() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+
+
 class CpuMeter:
-    """CPU seconds one process used over a block, and the whole machine's busy share."""
+    """CPU seconds a process (and its children) used over a block, what PostgreSQL used,
+    and the whole machine's busy share."""
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
 
+    def _tree(self) -> list[psutil.Process]:
+        return [self.proc, *self.proc.children(recursive=True)]
+
     def __enter__(self) -> CpuMeter:
         self.wall = time.perf_counter()
-        times = self.proc.cpu_times()
-        self.cpu = times.user + times.system
+        self.start = _cpu_seconds(self._tree())
+        self.pg_start = _cpu_seconds(_postgres_processes())
         psutil.cpu_percent(None)
         return self
 
     def __exit__(self, *_: object) -> None:
         self.wall = time.perf_counter() - self.wall
-        times = self.proc.cpu_times()
-        self.cpu = times.user + times.system - self.cpu
+        end = _cpu_seconds(self._tree())
+        self.cpu = sum(v - self.start.get(pid, 0.0) for pid, v in end.items())
+        pg_end = _cpu_seconds(_postgres_processes())
+        self.pg_cpu = sum(v - self.pg_start.get(pid, 0.0) for pid, v in pg_end.items())
         self.machine_busy = psutil.cpu_percent(None)
 
     def report(self, requests: int) -> dict[str, float]:
@@ -276,6 +297,7 @@ class CpuMeter:
             "process_cpu_seconds": round(self.cpu, 2),
             "process_cores_used": round(self.cpu / self.wall, 2),
             "process_cpu_ms_per_request": round(1000 * self.cpu / requests, 3) if requests else 0,
+            "postgres_cores_used": round(self.pg_cpu / self.wall, 2),
             "machine_busy_percent": self.machine_busy,
         }
 

@@ -191,6 +191,7 @@ async def run_worker(rt: Runtime, **options: Any) -> Worker:
     """A real ARQ worker in burst mode on the test Redis: runs every job, then returns."""
     from workers import campaign_tasks, tasks
 
+    await rt.settle()  # enqueues run after commit, in the background
     worker = Worker(
         functions=[
             tasks.deliver,

@@ -37,7 +37,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    manager = ctx.get("_rt_manager")
+    """Close the runtime (once: the CLI calls it again when Redis vanished mid-close)."""
+    manager = ctx.pop("_rt_manager", None)
+    ctx.pop("rt", None)
     if manager is not None:
         await manager.__aexit__(None, None, None)
 

@@ -45,6 +45,15 @@ def init() -> None:
 def server(
     port: int = typer.Option(None, help="HTTP port (default PORT or 3102)"),
     host: str = typer.Option(None, help="bind address (default HOST or 0.0.0.0)"),
+    processes: int = typer.Option(
+        1,
+        min=1,
+        max=64,
+        envvar="NOTIFICATIONS_API_PROCESSES",
+        help="API processes sharing the port (SO_REUSEPORT); one Python process tops out"
+        " near one core",
+    ),
+    reuse_port: bool = typer.Option(False, hidden=True),
 ) -> None:
     """Start the HTTP server (REST, GraphQL, Hasura actions, webhooks, metrics)."""
     from aiohttp import web
@@ -55,6 +64,22 @@ def server(
     settings = settings_or_exit(**overrides)
     with services(settings) as live:
         run_migrations(live)
+        if processes > 1:
+            env = {
+                **os.environ,
+                "DATABASE_URL": live.database_url or "",
+                "REDIS_URL": live.redis_url or "",
+                "NOTIFICATIONS_API_PROCESSES": "1",
+                "PORT": str(live.port),
+                "HOST": live.host,
+            }
+            one = [sys.executable, "-m", "app.cli", "server", "--reuse-port"]
+            console.print(
+                f"notifications API on http://{live.host}:{live.port} ({processes} processes)",
+                highlight=False,
+            )
+            _supervise([one] * processes, env)
+            return
         _use_uvloop()
         console.print(f"notifications API on http://{live.host}:{live.port}", highlight=False)
         web.run_app(
@@ -65,6 +90,7 @@ def server(
             access_log=None,
             handle_signals=True,
             shutdown_timeout=10,
+            reuse_port=reuse_port or None,
         )
 
 
@@ -91,13 +117,28 @@ def worker(
 
 
 def _run_arq_worker(settings: Settings) -> None:
+    """Run the ARQ worker; when Redis goes away (arq's worker then stops), wait and start a
+    fresh one, so a Redis restart does not end the process (the sweep re-enqueues what a
+    flushed Redis lost)."""
     from arq.worker import create_worker
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from workers.settings import build_worker_settings
+    from workers.settings import build_worker_settings, shutdown
 
     _use_uvloop()
     worker_settings = build_worker_settings(settings)
-    create_worker(worker_settings).run()
+    delay = 1.0
+    while True:
+        worker = create_worker(worker_settings)
+        try:
+            worker.run()
+            return  # stopped by SIGINT/SIGTERM
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            worker.loop.run_until_complete(shutdown(worker.ctx))  # close() may not have
+            log.warning("worker lost Redis (%s); starting again in %.0f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def _run_pg_worker(settings: Settings) -> None:
@@ -142,7 +183,8 @@ def dev() -> None:
         if "NOTIFICATIONS_DRY_RUN" not in os.environ and not _any_provider(live):
             env["NOTIFICATIONS_DRY_RUN"] = "true"
         _print_banner(live, env)
-        _supervise(env)
+        command = [sys.executable, "-m", "app.cli"]
+        _supervise([[*command, "server"], [*command, "worker"]], env)
 
 
 def dev_secrets(data_dir: Path) -> dict[str, str]:
@@ -190,13 +232,9 @@ def _print_banner(settings: Settings, env: dict[str, str]) -> None:
     )
 
 
-def _supervise(env: dict[str, str]) -> None:
-    """Run API and worker as children; stop both (by PID) when either ends or on a signal."""
-    command = [sys.executable, "-m", "app.cli"]
-    children = [
-        subprocess.Popen([*command, "server"], env=env),
-        subprocess.Popen([*command, "worker"], env=env),
-    ]
+def _supervise(commands: list[list[str]], env: dict[str, str]) -> None:
+    """Run commands as children; stop all (by PID) when one ends or on a signal."""
+    children = [subprocess.Popen(command, env=env) for command in commands]
     code = 0
     try:
         while all(child.poll() is None for child in children):

@@ -19,7 +19,7 @@ from graphql import GraphQLError
 from pydantic import ValidationError
 from strawberry.extensions import SchemaExtension
 
-from app.errors import InvalidInput, NotificationError
+from app.errors import InvalidInput, NotificationError, unavailable_from
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ def extensions_for(error: GraphQLError) -> tuple[str, dict[str, Any]]:
         return mapped.message, mapped.extensions()
     if original is None or isinstance(original, GraphQLError):
         return error.message, {"code": "BAD_USER_INPUT"}
+    unavailable = unavailable_from(original)
+    if unavailable is not None:
+        return unavailable.message, unavailable.extensions()
     log.error("unexpected error in GraphQL resolver", exc_info=original)
     return "Internal server error", {"code": "INTERNAL"}
 

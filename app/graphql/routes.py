@@ -17,7 +17,7 @@ from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
 from app.auth import ACTION_HEADER, caller_from_session
-from app.errors import NotificationError
+from app.errors import InvalidInput, NotificationError
 from app.graphql import hasura
 from app.graphql.context import Context
 from app.graphql.schema import schema
@@ -47,6 +47,13 @@ class View(GraphQLView[Context, None]):
             request[CALLER] = request.app[AUTH].authenticate(request.headers, request.remote)
         except NotificationError as exc:
             return _graphql_error(exc)
+        if request.method == "POST" and request.content_type == "application/json":
+            try:
+                body = await request.json()  # aiohttp keeps the body for strawberry
+            except ValueError:
+                body = {}  # strawberry answers malformed JSON itself
+            if not isinstance(body, dict):
+                return _graphql_error(InvalidInput("the request body must be a JSON object"))
         return await super().__call__(request)
 
     async def get_context(  # type: ignore[override]

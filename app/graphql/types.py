@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from strawberry.scalars import JSON
 
 from app import models
+from app.errors import InvalidInput
 from app.graphql.context import Info
 from app.graphql.errors import invalid_input
 
@@ -129,7 +130,15 @@ class SendNotificationsInput:
     def to_request(self, shared: dict[str, Any], index: int) -> models.SendRequest:
         item = _plain(self.recipients[index])
         data = {**shared, "user_id": item["user_id"], "to": item["to"]}
-        data["variables"] = {**(shared.get("variables") or {}), **(item.get("variables") or {})}
+        common, own = shared.get("variables") or {}, item.get("variables") or {}
+        if not isinstance(common, dict):
+            raise InvalidInput("input.variables must be an object", details={"field": "variables"})
+        if not isinstance(own, dict):
+            raise InvalidInput(
+                f"input.recipients.{index}.variables must be an object",
+                details={"field": f"recipients.{index}.variables"},
+            )
+        data["variables"] = {**common, **own}
         if "idempotency_key" in item:
             data["idempotency_key"] = item["idempotency_key"]
         try:

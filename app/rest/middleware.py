@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from app import metrics
-from app.errors import NotificationError
+from app.errors import NotificationError, unavailable_from
 from app.rest import problems, ratelimit
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             detail = f"request body is larger than the limit of {limit} bytes"
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return problems.problem(exc.status, detail or exc.reason, headers=headers or None)
-    except Exception:
+    except Exception as exc:
+        unavailable = unavailable_from(exc)
+        if unavailable is not None:
+            log.warning("%s %s: %s", request.method, request.path, exc)
+            return problems.from_error(unavailable)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problems.problem(500, "internal error", code="INTERNAL")
 

@@ -1,8 +1,10 @@
 """Group commit: concurrent callers share one batched call (one statement, one round trip).
 
 The first submission of an idle period waits at most `window` seconds for company;
-under load, submissions that arrive while a batch is being written form the next
-batch. Used for the send intake (app.services.intake) and for webhook events.
+under load, submissions that arrive while batches are being written form the next
+batch. Up to `parallel` batches are written at once, so the round trips of one
+(PostgreSQL, Redis) overlap with the work of the next. Used for the send intake
+(app.services.intake) and for webhook events.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Coalescer(Generic[T, R]):
         *,
         window: float = 0.001,
         max_batch: int = 500,
+        parallel: int = 3,
         on_error: Callable[[Exception], Exception] = lambda exc: exc,
     ) -> None:
         self._flush_batch = flush
@@ -31,6 +34,8 @@ class Coalescer(Generic[T, R]):
         self._on_error = on_error
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(parallel)
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -42,8 +47,17 @@ class Coalescer(Generic[T, R]):
     async def _run(self) -> None:
         await asyncio.sleep(self.window)
         while self._pending:
+            await self._slots.acquire()  # wait for a free slot: the batch grows meanwhile
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            task = asyncio.create_task(self._flush_then_release(batch))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+
+    async def _flush_then_release(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
             await self._flush(batch)
+        finally:
+            self._slots.release()
 
     async def _flush(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
@@ -59,6 +73,8 @@ class Coalescer(Generic[T, R]):
                 future.set_result(result)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):
+            if self._task is not None:
                 await asyncio.wait_for(self._task, 10)
+            if self._flushing:
+                await asyncio.wait_for(asyncio.gather(*self._flushing), 10)

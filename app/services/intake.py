@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from app.errors import NotificationError, Unavailable
+from app.errors import NotificationError, Unavailable, unavailable_from
 from app.services.coalesce import Coalescer
 
 if TYPE_CHECKING:
@@ -25,7 +25,9 @@ def _as_unavailable(exc: Exception) -> Exception:
     if isinstance(exc, NotificationError):
         return exc
     log.warning("accepting a batch failed: %r", exc)
-    return Unavailable(f"the notification store is unavailable: {type(exc).__name__}")
+    return unavailable_from(exc) or Unavailable(
+        f"the notification store is unavailable: {type(exc).__name__}"
+    )
 
 
 def intake(rt: Runtime) -> Coalescer[Prepared, SendOutcome]:

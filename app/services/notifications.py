@@ -17,6 +17,7 @@ not a failed delivery later.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -163,8 +164,7 @@ def _bypasses_preferences(prepared: Prepared) -> bool:
     return prepared.request.is_critical or (prepared.row.category or "") == TRANSACTIONAL
 
 
-async def _apply_preferences(rt: Runtime, batch: Sequence[Prepared], now: datetime) -> None:
-    rows = await preference_store.for_users(rt.db, [p.row.user_id for p in batch])
+def _apply_preferences(batch: Sequence[Prepared], rows: Sequence[Any], now: datetime) -> None:
     by_user: dict[UUID, list[Any]] = {}
     for row in rows:
         by_user.setdefault(row["user_id"], []).append(row)
@@ -185,15 +185,13 @@ async def _apply_preferences(rt: Runtime, batch: Sequence[Prepared], now: dateti
             p.row.metadata = {**p.row.metadata, "deferred": decision.reason}
 
 
-async def _apply_user_limits(
-    rt: Runtime, batch: Sequence[Prepared], outcomes: dict[int, SendOutcome], now: float
-) -> list[ratelimit.UserSlot]:
+async def _take_user_slots(
+    rt: Runtime, batch: Sequence[Prepared], now: float
+) -> tuple[list[int], set[int], float]:
+    """Count every non-critical send against its user's hourly limit (before the preference
+    decision, so both run concurrently): (counted indices, rejected indices, retry-after)."""
     limits = rt.settings.user_limits
-    counted = [
-        i
-        for i, p in enumerate(batch)
-        if p.row.status in (Status.QUEUED, Status.SCHEDULED) and not p.request.is_critical
-    ]
+    counted = [i for i, p in enumerate(batch) if not p.request.is_critical]
     slots = [
         ratelimit.UserSlot(
             str(batch[i].row.user_id), batch[i].row.channel, limits.get(batch[i].row.channel, 0)
@@ -204,18 +202,37 @@ async def _apply_user_limits(
         rejected, retry_after = await ratelimit.take_user_slots(rt.redis, slots, now)
     except Exception as exc:  # Redis down: accept (PostgreSQL is the truth), limit later
         log.warning("per-user rate limits skipped, Redis unavailable: %s", exc)
-        return []
-    for position in rejected:
-        index = counted[position]
+        return [], set(), 0.0
+    return counted, {counted[pos] for pos in rejected}, retry_after
+
+
+def _limit_outcomes(
+    rt: Runtime,
+    batch: Sequence[Prepared],
+    counted: list[int],
+    rejected: set[int],
+    retry_after: float,
+    outcomes: dict[int, SendOutcome],
+) -> list[int]:
+    """Rate-limit errors for sends that would go out; return the indices whose slot must
+    be given back (suppressed or batched after all, so nothing is sent now)."""
+    limits = rt.settings.user_limits
+    give_back = []
+    for index in counted:
         p = batch[index]
-        outcomes[index] = _failure(
-            RateLimited(
-                f"user {p.row.user_id} reached the {p.row.channel} limit of "
-                f"{limits.get(p.row.channel)} per hour",
-                retry_after=retry_after,
-            )
-        )
-    return [slots[pos] for pos in range(len(slots)) if pos not in rejected]
+        sending = p.row.status in (Status.QUEUED, Status.SCHEDULED)
+        if index in rejected:
+            if sending:
+                outcomes[index] = _failure(
+                    RateLimited(
+                        f"user {p.row.user_id} reached the {p.row.channel} limit of "
+                        f"{limits.get(p.row.channel)} per hour",
+                        retry_after=retry_after,
+                    )
+                )
+        elif not sending:
+            give_back.append(index)
+    return give_back
 
 
 def _failure(error: NotificationError) -> SendOutcome:
@@ -232,12 +249,18 @@ def _accepted_message(status: str) -> str:
 
 
 async def accept_batch(rt: Runtime, batch: Sequence[Prepared]) -> list[SendOutcome]:
-    """Decide, limit, insert (one statement), resolve duplicates, then enqueue."""
+    """Decide and limit (concurrently), insert (one statement), resolve duplicates; the ARQ
+    jobs are enqueued after the commit without holding the callers (the sweep covers a
+    failed enqueue)."""
     now_ts = time.time()
     now = datetime.fromtimestamp(now_ts, UTC)
     outcomes: dict[int, SendOutcome] = {}
-    await _apply_preferences(rt, batch, now)
-    slots_taken = await _apply_user_limits(rt, batch, outcomes, now_ts)
+    pref_rows, (counted, rejected, retry_after) = await asyncio.gather(
+        preference_store.for_users(rt.db, [p.row.user_id for p in batch]),
+        _take_user_slots(rt, batch, now_ts),
+    )
+    _apply_preferences(batch, pref_rows, now)
+    returned = _limit_outcomes(rt, batch, counted, rejected, retry_after, outcomes)
     live = [i for i in range(len(batch)) if i not in outcomes]
     immediate = [batch[i].row.id for i in live if batch[i].row.status == Status.QUEUED]
     deferred = [
@@ -254,8 +277,10 @@ async def accept_batch(rt: Runtime, batch: Sequence[Prepared]) -> list[SendOutco
     if duplicates:
         await _resolve_duplicates(rt, batch, duplicates, outcomes)
         dup_ids = {batch[i].row.id for i in duplicates}
-        await _give_back(rt, slots_taken, batch, duplicates)
+        returned += [i for i in duplicates if i in set(counted) and i not in rejected]
         jobs = [j for j in jobs if not _job_only_for(j, dup_ids)]
+    if returned:
+        await _give_back(rt, batch, returned, now_ts)
     for i in live:
         if i not in outcomes:
             status = batch[i].row.status
@@ -264,7 +289,7 @@ async def accept_batch(rt: Runtime, batch: Sequence[Prepared]) -> list[SendOutco
                 metrics.notifications_accepted_total, batch[i].row.channel, status
             ).inc()
     if jobs:
-        await _enqueue_quietly(rt, jobs)
+        rt.spawn(_enqueue_quietly(rt, jobs))
     return [outcomes[i] for i in range(len(batch))]
 
 
@@ -274,12 +299,13 @@ def _job_only_for(job: queueing.JobSpec, ids: set[UUID]) -> bool:
 
 
 async def _give_back(
-    rt: Runtime, slots: list[ratelimit.UserSlot], batch: Sequence[Prepared], duplicates: list[int]
+    rt: Runtime, batch: Sequence[Prepared], indices: list[int], now: float
 ) -> None:
-    keys = {(str(batch[i].row.user_id), batch[i].row.channel) for i in duplicates}
-    returned = [s for s in slots if (s.user_id, s.channel) in keys]
+    slots = [
+        ratelimit.UserSlot(str(batch[i].row.user_id), batch[i].row.channel, 0) for i in indices
+    ]
     try:
-        await ratelimit.give_back_user_slots(rt.redis, returned)
+        await ratelimit.give_back_user_slots(rt.redis, slots, now)
     except Exception:
         log.debug("could not return rate-limit slots", exc_info=True)
 

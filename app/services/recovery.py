@@ -1,8 +1,8 @@
 """The sweep: PostgreSQL is the truth, Redis may lose jobs.
 
-Queue rows that are due (for longer than a grace period) and unlocked, or locked
-past NOTIFICATIONS_LOCK_TIMEOUT (their worker died), are re-enqueued unless their
-ARQ job is still in Redis. Run by the worker's cron every
+Queue rows that are due (for longer than a grace period) and unlocked are
+re-enqueued unless their ARQ job is still in Redis; rows locked past
+NOTIFICATIONS_LOCK_TIMEOUT (their worker died) are re-enqueued in any case. Run by the worker's cron every
 NOTIFICATIONS_SWEEP_INTERVAL seconds: after a FLUSHALL or a crash between commit
 and enqueue, everything accepted is delivered within one interval.
 """
@@ -47,7 +47,11 @@ async def sweep(rt: Runtime) -> int:
     await campaigns.reenqueue_pending(rt, grace=max(GRACE_SECONDS, 30.0))
     if not rows:
         return 0
-    with_job = [r for r in rows if r["job_id"]]
+    # A row locked past the lock timeout belongs to a dead worker: its ARQ job may still look
+    # alive (arq keeps a killed job's in-progress key for the job timeout), so re-enqueue it
+    # regardless; claim() takes the stale lock safely. Unlocked rows only need a job if theirs
+    # is gone.
+    with_job = [r for r in rows if r["job_id"] and not r["stale_lock"]]
     alive = await _jobs_alive(rt, [r["job_id"] for r in with_job]) if with_job else []
     alive_ids = {r["notification_id"] for r, ok in zip(with_job, alive, strict=True) if ok}
     lost: list[UUID] = [r["notification_id"] for r in rows if r["notification_id"] not in alive_ids]

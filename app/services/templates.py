@@ -176,6 +176,7 @@ async def create(rt: Runtime, caller: Caller, name: str, fields: dict[str, Any])
 
 async def update(rt: Runtime, caller: Caller, name: str, fields: dict[str, Any]) -> Any:
     _require_admin(caller)
+    _check_name(name)
     clean = validate_fields(fields, creating=False)
     async with rt.db.acquire() as conn, conn.transaction():
         row = await store.update(conn, name, clean)
@@ -195,6 +196,7 @@ async def update(rt: Runtime, caller: Caller, name: str, fields: dict[str, Any])
 
 async def delete(rt: Runtime, caller: Caller, name: str) -> None:
     _require_admin(caller)
+    _check_name(name)
     async with rt.db.acquire() as conn, conn.transaction():
         if not await store.delete(conn, name):
             raise NotFound(f"template {name!r} does not exist")
@@ -202,7 +204,13 @@ async def delete(rt: Runtime, caller: Caller, name: str) -> None:
     await _changed(rt, name)
 
 
+def _check_name(name: str) -> None:
+    if "\x00" in name:
+        raise InvalidInput("name: NUL characters are not allowed")
+
+
 async def get(rt: Runtime, name: str) -> Any:
+    _check_name(name)
     row = await store.get(rt.db, name)
     if row is None:
         raise NotFound(f"template {name!r} does not exist")

@@ -365,7 +365,8 @@ async def stuck_rows(
     """Due for longer than `grace` and unlocked, or locked past the lock timeout."""
     return await conn.fetch(
         """
-        SELECT notification_id, job_id, attempts FROM notification_queue
+        SELECT notification_id, job_id, attempts, locked_at IS NOT NULL AS stale_lock
+        FROM notification_queue
         WHERE (locked_at IS NULL AND next_retry_at <= NOW() - make_interval(secs => $1))
            OR (locked_at < NOW() - make_interval(secs => $2))
         ORDER BY priority DESC, next_retry_at

@@ -63,6 +63,7 @@ async def test_campaign_accepted_in_chunks_and_delivered(rt: Any) -> None:
     progress = await campaigns.progress(rt, ADMIN, campaign_id)
     assert progress["counts"] == {"queued": 1000} and progress["staged"] == 1997
     # deliver_many jobs, 100 notifications each, beside the two remaining expansions
+    await rt.settle()
     assert await rt.redis.zcard("arq:queue") == 3 + 10
     row = await rt.db.fetchrow(
         "SELECT * FROM notifications WHERE campaign_id = $1 AND to_address = 'User5@example.com'",

@@ -25,6 +25,7 @@ async def test_happy_path_send_deliver(rt: Any) -> None:
         "SELECT job_id FROM notification_queue WHERE notification_id = $1", outcome.notification_id
     )
     assert queued["job_id"] == f"deliver:{outcome.notification_id}"
+    await rt.settle()
     assert await rt.redis.exists(f"arq:job:deliver:{outcome.notification_id}")
     await run_worker(rt)
     row = await rt.db.fetchrow("SELECT * FROM notifications WHERE id = $1", outcome.notification_id)
@@ -260,7 +261,8 @@ async def test_flushall_then_sweep_delivers_everything(rt: Any) -> None:
     outcomes = await notifications.send_many(
         rt, [email_request(body=f"x{i}") for i in range(50)], ADMIN
     )
-    await rt.redis.flushdb()
+    await rt.settle()  # the jobs reached Redis...
+    await rt.redis.flushdb()  # ...and Redis lost them
     await rt.db.execute("UPDATE notification_queue SET next_retry_at = NOW() - interval '1 minute'")
     assert await recovery.sweep(rt) == 50
     await run_worker(rt)

@@ -202,7 +202,11 @@ def same_port(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
 
 
 async def wait_for(
-    check: Callable[[], Awaitable[bool]], timeout: float, what: str, stack: Stack | None = None
+    check: Callable[[], Awaitable[bool]],
+    timeout: float,
+    what: str,
+    stack: Stack | None = None,
+    interval: float = 0.2,
 ) -> float:
     """Poll `check` until true; return the seconds it took, or fail with the process logs."""
     started = time.monotonic()
@@ -213,7 +217,7 @@ async def wait_for(
         if time.monotonic() - started > timeout:
             logs = stack.logs() if stack is not None else ""
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(interval)
 
 
 def http_status(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> int:
