@@ -68,7 +68,7 @@ def _summary(data: dict[str, Any]) -> str:
     return (
         f"campaign {data['id']} ({data['name']}): {data['state']}; "
         f"{data['accepted']:,} accepted, {data['rejected']:,} rejected of {data['total']:,}; "
-        f"{counts}"
+        f"{data.get('staged', 0):,} staged (not yet expanded); {counts}"
     )
 
 
