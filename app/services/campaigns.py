@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from arq.constants import job_key_prefix
+from asyncpg.pgproto.pgproto import UUID as PgUUID
 from pydantic import ValidationError
 
 from app import templating
@@ -148,8 +150,9 @@ async def _content(
     return Content(chan, None, subject, body, body_html, category, [], shared)
 
 
-def _recipient(channel: Channel, raw: Any) -> Recipient:
-    """Fast for a plain ASCII email address, the full model for anything else."""
+def _recipient(channel: Channel, raw: Any) -> tuple[dict[str, Any], str]:
+    """(the `to` object, its address): a plain ASCII email address is checked with one
+    regex and no model (~1 us instead of ~10), anything else with the full model."""
     if (
         channel is Channel.EMAIL
         and isinstance(raw, Mapping)
@@ -158,12 +161,19 @@ def _recipient(channel: Channel, raw: Any) -> Recipient:
         and is_plain_email(raw["email"])
     ):
         local, _, domain = raw["email"].rpartition("@")
+        address = f"{local}@{domain.lower()}"
         name = raw.get("name")
-        if name is None or (isinstance(name, str) and len(name) <= 200 and "\n" not in name):
-            return Recipient.model_construct(email=f"{local}@{domain.lower()}", name=name)
+        if name is None:
+            return {"email": address}, address
+        if isinstance(name, str) and len(name) <= 200 and not _UNSAFE.search(name):
+            return {"email": address, "name": name}, address
     recipient = Recipient.model_validate(raw)
     recipient.check_channel(channel)
-    return recipient
+    return recipient.model_dump(mode="json", exclude_none=True), recipient.address(channel)
+
+
+_UNSAFE = re.compile(r"[\r\n\x00]")
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def _render(source: str | None, variables: Mapping[str, Any], html: bool) -> str | None:
@@ -181,12 +191,15 @@ def _prepare_one(
     max_attempts: int,
     metadata: dict[str, Any],
 ) -> notifications.Prepared:
-    user_id, to, _, variables = _validate_item(content, item)
+    user_id, recipient, address, _, variables = _validate_item(content, item)
+    to = (
+        Recipient.model_validate(recipient)  # a nested Web Push subscription
+        if "subscription" in recipient
+        else Recipient.model_construct(**recipient)
+    )
     subject = templating.single_line(_render(content.subject, variables, False))
     text = _render(content.body, variables, False)
     html = _render(content.body_html, variables, True)
-    address = to.address(content.channel)
-    recipient = to.model_dump(mode="json", exclude_none=True)
     address_hash = hashlib.sha256(address.encode()).hexdigest()[:24]
     key = f"campaign:{campaign_id}:{user_id}:{address_hash}"
     request_hash = hashlib.sha256(
@@ -294,24 +307,24 @@ def _stage_chunk(
     duplicates = 0
     for index, item in part:
         try:
-            user_id, to, own, _ = _validate_item(content, item)
+            user_id, to, address, own, _ = _validate_item(content, item)
         except NotificationError as exc:
             rejected.append((index, exc.message))
             continue
-        key = (user_id, to.address(content.channel))
+        key = (user_id, address)
         if key in seen:
             duplicates += 1
             continue
         seen.add(key)
-        recipient = json.dumps(to.model_dump(mode="json", exclude_none=True))
-        rows.append((user_id, recipient, json.dumps(own) if own else None))
+        rows.append((user_id, _dumps(to), _dumps(own) if own else None))
     return rows, rejected, duplicates
 
 
 def _validate_item(
     content: Content, item: Any
-) -> tuple[UUID, Recipient, dict[str, Any], dict[str, Any]]:
-    """(user_id, recipient, its own variables, all variables with defaults) or InvalidInput."""
+) -> tuple[UUID, dict[str, Any], str, dict[str, Any], dict[str, Any]]:
+    """(user_id, `to`, address, its own variables, all variables with defaults) or
+    InvalidInput."""
     if not isinstance(item, Mapping):
         raise InvalidInput("a recipient must be an object {user_id, to, variables}")
     try:
@@ -319,7 +332,7 @@ def _validate_item(
     except (KeyError, ValueError, TypeError, AttributeError):
         raise InvalidInput("user_id: a UUID is required") from None
     try:
-        to = _recipient(content.channel, item.get("to"))
+        to, address = _recipient(content.channel, item.get("to"))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -334,13 +347,15 @@ def _validate_item(
     if nul_at:
         raise InvalidInput(f"variables.{nul_at}: NUL characters are not allowed")
     merged = templating.check_variables({**content.shared, **own}, content.variable_specs)
-    return user_id, to, dict(own), merged
+    return user_id, to, address, dict(own), merged
 
 
 async def _copy_staged(
     rt: Runtime, campaign_id: UUID, first_seq: int, rows: list[tuple[Any, ...]]
 ) -> None:
-    records = [(campaign_id, first_seq + i, *row) for i, row in enumerate(rows)]
+    # asyncpg's own UUID type is written as-is; a uuid.UUID costs a .bytes call per row
+    cid = PgUUID(str(campaign_id))
+    records = [(cid, first_seq + i, *row) for i, row in enumerate(rows)]
     async with rt.db.acquire() as conn:
         await conn.copy_records_to_table(
             "notification_campaign_recipients",
