@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -136,6 +137,16 @@ class Runtime:
         await self.db.close()
 
 
+def tune_gc() -> None:
+    """Long-lived servers allocate many short-lived objects per request and keep a large,
+    stable heap (modules, schemas, compiled templates). Freezing the start-up heap and
+    raising the young-generation threshold stops the collector from rescanning it on
+    every few hundred allocations, which showed up as tail latency."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, **pool_overrides: Any) -> AsyncIterator[Runtime]:
     db = await create_db_pool(settings, **pool_overrides)
@@ -152,6 +163,7 @@ async def open_runtime(settings: Settings, **pool_overrides: Any) -> AsyncIterat
     from app import templating
 
     templating.warm_up()
+    tune_gc()
     try:
         yield runtime
     finally:
