@@ -95,7 +95,6 @@ class Counts:
     read: int = 0
     accepted: int = 0
     rejected: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def reject(self, index: int, message: str) -> None:

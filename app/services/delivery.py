@@ -25,7 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from app import metrics
-from app.models import DELIVERABLE, Channel, Recipient, Status
+from app.models import DELIVERABLE, Channel, Recipient
 from app.providers.base import (
     OutboundMessage,
     PermanentProviderError,
@@ -351,7 +351,3 @@ async def deliver_ids(
     if not rows:
         return Outcome()
     return await deliver_rows(rt, rows, job_id_for_retry=job_id_for_retry)
-
-
-def final_statuses() -> tuple[str, ...]:
-    return (Status.SENT.value, Status.FAILED.value)
