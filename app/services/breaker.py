@@ -117,7 +117,9 @@ class Breakers:
         if not providers:
             return []
         await self._refresh(providers)
-        doubtful = [p for p in providers if self._view[p][1] != CLOSED]
+        # one snapshot: other coroutines may update the view while the script runs
+        closed = [self._view[p][1] == CLOSED for p in providers]
+        doubtful = [p for p, ok in zip(providers, closed, strict=True) if not ok]
         if not doubtful:
             return [True] * len(providers)
         now = time.time() if now is None else now
@@ -126,7 +128,7 @@ class Breakers:
             _ALLOW, len(keys), *keys, str(now), str(self.timeout), str(self.trial_timeout)
         )
         verdicts = iter(bool(int(x)) for x in result)
-        return [True if self._view[p][1] == CLOSED else next(verdicts) for p in providers]
+        return [True if ok else next(verdicts) for ok in closed]
 
     async def record(
         self, provider: str, success: bool, now: float | None = None

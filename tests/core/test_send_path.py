@@ -322,3 +322,23 @@ async def test_cancel_before_delivery(rt: Any) -> None:
     assert await sent_ids(rt) == []
     with pytest.raises(Conflict):
         await notifications.cancel(rt, ADMIN, outcome.notification_id)
+
+
+async def test_breaker_verdicts_survive_a_concurrent_state_change(rt: Any) -> None:
+    """allow() awaits Redis for doubtful providers; another provider's breaker opening
+    meanwhile (a record() in another coroutine) must not change the verdicts it expects."""
+    import time
+
+    from app.services.breaker import OPEN
+    from app.services.delivery import breakers
+
+    board = breakers(rt)
+    for _ in range(rt.settings.circuit_breaker_threshold):
+        await board.record("flaky", False)
+    assert (await board.state("flaky"))["state"] == "open"
+    await board.allow(["steady"])  # steady is known closed
+
+    task = asyncio.create_task(board.allow(["flaky", "steady"]))
+    await asyncio.sleep(0)  # allow() now waits for Redis on "flaky"
+    board._view["steady"] = (time.monotonic(), OPEN, 10)  # steady opens meanwhile
+    assert await task == [False, True]  # the verdicts of the moment allow() looked
