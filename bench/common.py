@@ -267,6 +267,16 @@ def _postgres_processes() -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
 
 
+def print_profile(result: dict[str, Any], who: str) -> None:
+    """The profile summary a `--profile` run keeps in its result."""
+    print(f"\n{who}, top functions by own time:")
+    for row in result.get("profile_top_own_time", []):
+        print(f"  {row['own_s']:8.2f}s {row['own_pct']:5.1f}% {row['calls']:>9}  {row['function']}")
+    print(f"\n{who}, app functions by cumulative time:")
+    for line in result.get("profile_app_cumulative", []):
+        print("  " + line)
+
+
 class CpuMeter:
     """CPU seconds a process (and its children) used over a block, what PostgreSQL used,
     and the whole machine's busy share."""

@@ -258,15 +258,6 @@ async def run(
     return result
 
 
-def print_profile(result: dict[str, Any]) -> None:
-    print("\nworker processes (merged), top functions by own time:")
-    for row in result.get("profile_top_own_time", []):
-        print(f"  {row['own_s']:8.2f}s {row['own_pct']:5.1f}% {row['calls']:>9}  {row['function']}")
-    print("\nworker processes, app functions by cumulative time:")
-    for line in result.get("profile_app_cumulative", []):
-        print("  " + line)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--notifications", type=int, default=50_000)
@@ -288,7 +279,7 @@ def main() -> None:
     if args.profile:
         summary = {k: v for k, v in result.items() if not k.startswith("profile_")}
         print(json.dumps(summary, indent=2))
-        print_profile(result)
+        common.print_profile(result, "worker processes")
         return
     path = common.write_result("e2e", result)
     print(json.dumps(result, indent=2))

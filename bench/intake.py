@@ -220,15 +220,6 @@ async def run(
     return results
 
 
-def print_profile(result: dict[str, Any]) -> None:
-    print("\nAPI process, top functions by own time:")
-    for row in result.get("profile_top_own_time", []):
-        print(f"  {row['own_s']:8.2f}s {row['own_pct']:5.1f}% {row['calls']:>9}  {row['function']}")
-    print("\nAPI process, app functions by cumulative time:")
-    for line in result.get("profile_app_cumulative", []):
-        print("  " + line)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=20)
@@ -243,7 +234,7 @@ def main() -> None:
         )
     if args.profile:
         print(json.dumps(result["endpoints"], indent=2))
-        print_profile(result)
+        common.print_profile(result, "API process")
         return
     path = common.write_result("intake", result)
     print(json.dumps(result, indent=2))

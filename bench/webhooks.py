@@ -348,12 +348,7 @@ def main() -> None:
         print(
             json.dumps({k: v for k, v in result.items() if not k.startswith("profile")}, indent=2)
         )
-        for row in result["profile_top_own_time"]:
-            print(
-                f"  {row['own_s']:8.2f}s {row['own_pct']:5.1f}% {row['calls']:>9}  {row['function']}"
-            )
-        for line in result["profile_app_cumulative"]:
-            print("  " + line)
+        common.print_profile(result, "API process")
         return
     path = common.write_result("webhooks", result)
     print(json.dumps(result, indent=2))

@@ -45,7 +45,6 @@ from app.models import Caller, Channel, Recipient, SendRequest, Status, find_nul
 from app.runtime import Runtime
 from app.services import notifications, queueing
 from app.services import templates as template_service
-from app.store import notifications as store
 
 log = logging.getLogger(__name__)
 
@@ -220,29 +219,12 @@ def _prepare_one(
         metadata=metadata,
         campaign_id=campaign_id,
     )
-    row = store.NewNotification(
-        id=uuid4(),
-        user_id=user_id,
-        channel=content.channel.value,
-        template_name=content.template,
-        to_address=address,
-        recipient=recipient,
-        subject=subject,
-        body=text,
-        body_html=html,
-        variables=variables,
-        status=Status.QUEUED.value,
-        category=content.category,
-        priority=priority,
-        idempotency_key=key,
+    row = notifications.new_row(
+        request,
         request_hash=request_hash,
         dedup_key=None,
-        scheduled_at=send_at,
-        metadata=metadata,
-        error=None,
-        due_at=None,
         max_attempts=max_attempts,
-        campaign_id=campaign_id,
+        recipient=recipient,
     )
     return notifications.Prepared(request, row)
 

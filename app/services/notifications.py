@@ -130,31 +130,52 @@ async def prepare(rt: Runtime, request: SendRequest, caller: Caller, now: float)
     subject, text, html, category = await _render(rt, request, caller)
     settings = rt.settings
     digest = request_hash(request)
-    row = store.NewNotification(
+    rendered = request.model_copy(
+        update={"subject": subject, "body": text, "body_html": html, "category": category}
+    )
+    row = new_row(
+        rendered,
+        request_hash=digest,
+        dedup_key=dedup_key(request, digest, settings.dedup_window, now),
+        max_attempts=settings.retry_attempts,
+    )
+    return Prepared(request, row)
+
+
+def new_row(
+    request: SendRequest,
+    *,
+    request_hash: str,
+    dedup_key: str | None,
+    max_attempts: int,
+    recipient: dict[str, Any] | None = None,
+) -> store.NewNotification:
+    """The row for a request whose subject, bodies and category are already rendered.
+    `recipient` saves dumping `request.to` again when the caller already has it as JSON."""
+    return store.NewNotification(
         id=uuid4(),
         user_id=request.user_id,
         channel=request.channel.value,
         template_name=request.template,
         to_address=request.to.address(request.channel),
-        recipient=request.to.model_dump(mode="json", exclude_none=True),
-        subject=subject,
-        body=text,
-        body_html=html,
+        recipient=recipient or request.to.model_dump(mode="json", exclude_none=True),
+        subject=request.subject,
+        body=request.body,
+        body_html=request.body_html,
         variables=request.variables,
         status=Status.QUEUED.value,
-        category=category,
+        category=request.category,
         priority=request.priority,
         idempotency_key=request.idempotency_key,
-        request_hash=digest,
-        dedup_key=dedup_key(request, digest, settings.dedup_window, now),
+        request_hash=request_hash,
+        dedup_key=dedup_key,
         scheduled_at=request.send_at,
         metadata=request.metadata,
         error=None,
         due_at=None,
-        max_attempts=settings.retry_attempts,
+        max_attempts=max_attempts,
         campaign_id=request.campaign_id,
     )
-    return Prepared(request, row)
 
 
 # --------------------------------------------------------------------------- accept
