@@ -23,17 +23,18 @@ import asyncpg
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool
 
+from app import jsoncodec
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def _encode_jsonb(value: Any) -> bytes:
-    return b"\x01" + json.dumps(value).encode()
+    return b"\x01" + jsoncodec.dumps(value)
 
 
 def _decode_jsonb(data: bytes) -> Any:
-    return json.loads(data[1:])
+    return jsoncodec.loads(data[1:])
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

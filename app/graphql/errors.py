@@ -42,17 +42,23 @@ def invalid_input(exc: ValidationError, prefix: str = "") -> InvalidInput:
 def extensions_for(error: GraphQLError) -> tuple[str, dict[str, Any]]:
     """(message, extensions) for one error."""
     original = error.original_error
-    if isinstance(original, NotificationError):
-        return original.message, original.extensions()
-    if isinstance(original, ValidationError):
-        mapped = invalid_input(original)
-        return mapped.message, mapped.extensions()
     if original is None or isinstance(original, GraphQLError):
         return error.message, {"code": "BAD_USER_INPUT"}
-    unavailable = unavailable_from(original)
+    return extensions_for_exception(original)
+
+
+def extensions_for_exception(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """(message, extensions) for an exception a resolver raised (also used by the direct
+    action path, app.graphql.direct, so both answer alike)."""
+    if isinstance(exc, NotificationError):
+        return exc.message, exc.extensions()
+    if isinstance(exc, ValidationError):
+        mapped = invalid_input(exc)
+        return mapped.message, mapped.extensions()
+    unavailable = unavailable_from(exc) if isinstance(exc, Exception) else None
     if unavailable is not None:
         return unavailable.message, unavailable.extensions()
-    log.error("unexpected error in GraphQL resolver", exc_info=original)
+    log.error("unexpected error in GraphQL resolver", exc_info=exc)
     return "Internal server error", {"code": "INTERNAL"}
 
 

@@ -16,9 +16,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ValidationError
 
-from app import metrics
+from app import jsoncodec, metrics
 from app.errors import Forbidden, InvalidInput, NotificationError
-from app.models import Caller, SendRequest, nul_path
+from app.models import NUL_CHECKED, NUL_ESCAPE, Caller, SendRequest, nul_path
 from app.rest import openapi, problems
 from app.rest import schemas as s
 from app.rest.middleware import metrics_middleware, problem_middleware, ratelimit_middleware
@@ -63,10 +63,11 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         raise _bad_request("request body is empty; send a JSON object")
     try:
-        data = json.loads(raw)
+        data = jsoncodec.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad_request(f"malformed JSON: {exc}") from None
-    if (where := nul_path(data)) is not None:
+    # JSON can only carry a NUL escaped, so a body without the escape needs no walk
+    if NUL_ESCAPE in raw and (where := nul_path(data)) is not None:
         raise _nul_error(["body", *where])
     return data
 
@@ -89,7 +90,7 @@ def _bad_request(message: str) -> NotificationError:
 
 
 async def body_as(request: web.Request, model: type[M]) -> M:
-    return model.model_validate(await read_json(request))
+    return model.model_validate(await read_json(request), context=NUL_CHECKED)
 
 
 def query_as(request: web.Request, model: type[M]) -> M:

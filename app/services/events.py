@@ -29,18 +29,17 @@ Events for unknown message ids are kept (notification_id NULL) and applied by
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from app import jsoncodec
 from app.errors import NotFound
 from app.models import Caller, Status, can_transition
 from app.providers.base import EventType, ProviderEvent
 from app.runtime import Runtime
-from app.services.coalesce import Coalescer
 from app.store.notifications import Conn
 
 OPT_OUT = frozenset({EventType.COMPLAINT, EventType.UNSUBSCRIBE})
@@ -191,7 +190,7 @@ ON CONFLICT (user_id, channel, category) DO UPDATE SET
 
 def _payload(event: ProviderEvent) -> dict[str, Any]:
     """The provider's payload as JSON-safe data (plus our normalised reason)."""
-    data = json.loads(json.dumps(dict(event.payload), default=str))
+    data = jsoncodec.loads(jsoncodec.dumps(dict(event.payload)))
     if event.reason:
         data.setdefault("_reason", event.reason)
     if event.recipient:
@@ -233,19 +232,6 @@ async def _write_states(conn: Any, states: Iterable[_State]) -> tuple[int, int]:
 async def apply(rt: Runtime, events: Sequence[ProviderEvent]) -> Counts:
     """Store and apply one request's events."""
     return (await apply_groups(rt, [list(events)]))[0]
-
-
-def event_intake(rt: Runtime) -> Coalescer[list[ProviderEvent], Counts]:
-    """Concurrent webhook requests share one `apply_groups` call (one transaction)."""
-    found = rt.state.get("event_intake")
-    if found is None:
-
-        async def flush(groups: list[list[ProviderEvent]]) -> list[Counts]:
-            return await apply_groups(rt, groups)
-
-        found = Coalescer(flush, max_batch=200)
-        rt.state["event_intake"] = found
-    return found  # type: ignore[no-any-return]
 
 
 async def apply_groups(rt: Runtime, groups: Sequence[Sequence[ProviderEvent]]) -> list[Counts]:

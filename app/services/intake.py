@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A burst of this many prepared sends is flushed at once by the send that completes it
+# (see app.services.coalesce): at 32 concurrent requests, two batches overlap.
+LEAD_AT = 16
+
 
 def _as_unavailable(exc: Exception) -> Exception:
     """Database/Redis trouble while accepting becomes a 503; nothing was committed."""
@@ -38,6 +42,6 @@ def intake(rt: Runtime) -> Coalescer[Prepared, SendOutcome]:
         async def flush(batch: list[Prepared]) -> list[SendOutcome]:
             return await accept_batch(rt, batch)
 
-        found = Coalescer(flush, on_error=_as_unavailable)
+        found = Coalescer(flush, on_error=_as_unavailable, lead_at=LEAD_AT)
         rt.state["intake"] = found
     return found  # type: ignore[no-any-return]

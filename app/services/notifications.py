@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from app import metrics, templating
+from app import jsoncodec, metrics, templating
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, NotificationError, RateLimited
 from app.models import TRANSACTIONAL, Caller, Channel, SendRequest, Status
 from app.runtime import Runtime
@@ -76,13 +75,11 @@ def authorise(caller: Caller, request: SendRequest) -> None:
         raise Forbidden("a user may only send notifications to itself")
 
 
-def _canonical(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def request_hash(request: SendRequest) -> str:
-    payload = request.model_dump(mode="json", exclude={"idempotency_key"})
-    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+    """The request's identity for idempotency and dedup: canonical JSON (sorted keys) of
+    everything but the idempotency key, hashed."""
+    payload = request.model_dump(exclude={"idempotency_key"})
+    return hashlib.sha256(jsoncodec.canonical(payload)).hexdigest()
 
 
 def dedup_key(request: SendRequest, digest: str, window: int, now: float) -> str | None:
@@ -130,14 +127,12 @@ async def prepare(rt: Runtime, request: SendRequest, caller: Caller, now: float)
     subject, text, html, category = await _render(rt, request, caller)
     settings = rt.settings
     digest = request_hash(request)
-    rendered = request.model_copy(
-        update={"subject": subject, "body": text, "body_html": html, "category": category}
-    )
     row = new_row(
-        rendered,
+        request,
         request_hash=digest,
         dedup_key=dedup_key(request, digest, settings.dedup_window, now),
         max_attempts=settings.retry_attempts,
+        content=(subject, text, html, category),
     )
     return Prepared(request, row)
 
@@ -149,9 +144,14 @@ def new_row(
     dedup_key: str | None,
     max_attempts: int,
     recipient: dict[str, Any] | None = None,
+    content: tuple[str | None, str | None, str | None, str | None] | None = None,
 ) -> store.NewNotification:
-    """The row for a request whose subject, bodies and category are already rendered.
-    `recipient` saves dumping `request.to` again when the caller already has it as JSON."""
+    """The row for a request. `content` is its rendered (subject, text, html, category);
+    without it the request's own fields are taken as already rendered. `recipient` saves
+    dumping `request.to` again when the caller already has it as JSON."""
+    subject, body, body_html, category = content or (
+        request.subject, request.body, request.body_html, request.category
+    )  # fmt: skip
     return store.NewNotification(
         id=uuid4(),
         user_id=request.user_id,
@@ -159,12 +159,12 @@ def new_row(
         template_name=request.template,
         to_address=request.to.address(request.channel),
         recipient=recipient or request.to.model_dump(mode="json", exclude_none=True),
-        subject=request.subject,
-        body=request.body,
-        body_html=request.body_html,
+        subject=subject,
+        body=body,
+        body_html=body_html,
         variables=request.variables,
         status=Status.QUEUED.value,
-        category=request.category,
+        category=category,
         priority=request.priority,
         idempotency_key=request.idempotency_key,
         request_hash=request_hash,

@@ -34,9 +34,9 @@ from app.providers.base import (
 )
 from app.providers.registry import provider_class
 from app.rest import problems
-from app.services import events as event_service
 from app.webhooks import replay
 from app.webhooks.detect import WEBHOOK_PROVIDERS, detect
+from app.webhooks.intake import Delivery, webhook_intake
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +137,11 @@ async def receive(request: web.Request, provider: str | None) -> web.Response:
         if not 200 <= status < 300:
             return problems.problem(502, f"SNS SubscribeURL answered {status}", code="BAD_GATEWAY")
         return web.json_response({"status": "subscribed", "provider": provider})
-    key = replay.delivery_id(provider, request.headers, body)
-    ttl = max(3600, 2 * settings.webhook_tolerance) + 60
-    if not await replay.claim(rt.redis, key, ttl):
+    delivery = Delivery(replay.delivery_id(provider, request.headers, body), events)
+    counts = await webhook_intake(rt).submit(delivery)
+    if counts is None:
         metrics.labeled(metrics.webhook_requests_total, label, "duplicate").inc()
         return web.json_response({"status": "duplicate", "provider": provider, "received": 0})
-    try:
-        counts = await event_service.event_intake(rt).submit(events)
-    except BaseException:
-        await replay.release(rt.redis, key)
-        raise
     metrics.labeled(metrics.webhook_requests_total, label, "accepted").inc()
     for event in events:
         metrics.labeled(metrics.webhook_events_total, provider, event.type.value, "received").inc()

@@ -148,3 +148,61 @@ async def test_template_actions(action: Any) -> None:
     assert (status, body) == (200, {"success": True, "name": "otp"})
     status, body = await action("deleteTemplate", {"name": "otp"}, ADMIN)
     assert (status, body["extensions"]["code"]) == (400, "NOT_FOUND")
+
+
+# sendNotification skips Strawberry's executor (app.graphql.direct); it must answer exactly
+# as the schema does, valid or not, so each case runs both ways and the answers are compared.
+DIRECT_CASES = {
+    "valid": send_input(priority=10),
+    "valid, JSON scalars and a schedule": send_input(
+        variables={"a": {"b": [1, 2]}, "userId": "kept as is"},
+        metadata={"camelCase": True},
+        sendAt="2030-01-01T09:00:00Z",
+        to={"email": "ada@example.com", "name": "Ada"},
+    ),
+    "bad e-mail": send_input(to={"email": "nope"}),
+    "not a UUID": {"input": {"userId": "not-a-uuid"}},
+    "unknown channel": send_input(channel="FAX"),
+    "unknown field": send_input(colour="blue"),
+    "priority not an Int": send_input(priority="high"),
+    "priority out of range": send_input(priority=5000),
+    "another user": send_input(OTHER),
+    "missing template": send_input(template="missing"),
+    "NUL in the body": send_input(body="a\u0000b"),
+    "variables not an object": send_input(variables=[1, 2]),
+    "no input": {},
+    "null input": {"input": None},
+}
+
+
+def _comparable(status: int, body: Any) -> tuple[int, Any]:
+    if isinstance(body, dict) and body.get("notificationId"):
+        body = {**body, "notificationId": "<uuid>"}
+    return status, body
+
+
+@pytest.mark.parametrize("case", list(DIRECT_CASES))
+async def test_direct_send_answers_as_the_schema_does(
+    action: Any, client: Any, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    from app.graphql import direct
+
+    direct_answer = _comparable(*await action("sendNotification", DIRECT_CASES[case], USER))
+    monkeypatch.setattr(direct, "DIRECT_ACTIONS", frozenset())
+    schema_answer = _comparable(*await action("sendNotification", DIRECT_CASES[case], USER))
+    assert direct_answer == schema_answer
+    stored = await client.app[RUNTIME].db.fetchval("SELECT COUNT(*) FROM notifications")
+    assert stored == (2 if direct_answer[0] == 200 else 0)
+
+
+async def test_a_valid_send_never_reaches_the_executor(
+    action: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.graphql import routes
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("sendNotification went through the executor")
+
+    monkeypatch.setattr(routes.schema, "execute", refuse)
+    status, body = await action("sendNotification", DIRECT_CASES["valid"], USER)
+    assert (status, body["success"]) == (200, True)
