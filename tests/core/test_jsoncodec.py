@@ -59,7 +59,9 @@ def test_asyncpg_uuids_and_dataclasses_are_written() -> None:
 def test_canonical_ignores_key_order_and_is_stable() -> None:
     a = {"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": None}}
     b = {"a": {"x": None, "y": [1, {"c": 3, "d": 2}]}, "b": 1}
-    assert jsoncodec.canonical(a) == jsoncodec.canonical(b) == (
-        b'{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}'
+    assert (
+        jsoncodec.canonical(a)
+        == jsoncodec.canonical(b)
+        == (b'{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}')
     )
     assert jsoncodec.canonical({"n": 2**70, "a": 1}) == b'{"a":1,"n":1180591620717411303424}'
