@@ -30,6 +30,7 @@ from uuid import UUID
 
 import aiohttp
 
+from app import jsoncodec
 from app.models import CRITICAL_PRIORITY, TRANSACTIONAL, Channel, Recipient
 
 if TYPE_CHECKING:
@@ -311,7 +312,7 @@ class WebhookRequest:
 
     def json(self) -> Any:
         try:
-            return json.loads(self.body)
+            return jsoncodec.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise WebhookInvalid(f"body is not valid JSON: {exc}") from None
 
