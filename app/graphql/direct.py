@@ -29,7 +29,7 @@ from graphql.utilities import coerce_input_value
 from pydantic import ValidationError
 
 from app.graphql.errors import invalid_input
-from app.graphql.hasura import _mutation_field
+from app.graphql.hasura import mutation_field
 from app.models import NUL_CHECKED, Caller, SendRequest
 from app.runtime import Runtime
 from app.services import notifications
@@ -40,7 +40,7 @@ STRAWBERRY_FIELD = "strawberry-definition"
 
 @cache
 def _input_type(action: str) -> GraphQLInputType:
-    return _mutation_field(action).args["input"].type  # type: ignore[return-value]
+    return mutation_field(action).args["input"].type  # type: ignore[return-value]
 
 
 @cache

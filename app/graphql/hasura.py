@@ -76,7 +76,7 @@ RELATIONSHIPS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def _mutation_field(name: str) -> GraphQLField:
+def mutation_field(name: str) -> GraphQLField:
     mutation = schema._schema.mutation_type
     assert mutation is not None
     return mutation.fields[name]
@@ -106,7 +106,7 @@ def action_types() -> dict[str, GraphQLNamedType]:
     """Every named type the actions use (arguments and outputs), by name."""
     seen: dict[str, GraphQLNamedType] = {}
     for action in ACTIONS:
-        field = _mutation_field(action.name)
+        field = mutation_field(action.name)
         for arg in field.args.values():
             _collect(arg.type, seen)
         _collect(field.type, seen)
@@ -129,7 +129,7 @@ def export_actions_sdl() -> str:
     """hasura/metadata/actions.graphql: the Mutation fields of the actions and their types."""
     lines = []
     for action in ACTIONS:
-        field = _mutation_field(action.name)
+        field = mutation_field(action.name)
         args = ", ".join(f"{n}: {hasura_type(a.type)}" for n, a in field.args.items())
         lines.append(f"  {action.name}({args}): {hasura_type(field.type)}")
     blocks = ["type Mutation {\n" + "\n".join(lines) + "\n}"]
@@ -213,7 +213,7 @@ def _selection(type_: GraphQLType, depth: int = 0) -> str:
 @cache
 def operation(name: str) -> str:
     """The GraphQL document that runs action `name` with its input as variables."""
-    field = _mutation_field(name)
+    field = mutation_field(name)
     variables = ", ".join(f"${n}: {a.type}" for n, a in field.args.items())
     arguments = ", ".join(f"{n}: ${n}" for n in field.args)
     head = f"mutation {name[0].upper()}{name[1:]}" + (f"({variables})" if variables else "")
@@ -230,7 +230,7 @@ def action_name(body: dict[str, Any]) -> str | None:
 
 
 def argument_values(name: str, given: Any) -> dict[str, Any]:
-    field = _mutation_field(name)
+    field = mutation_field(name)
     if not isinstance(given, dict):
         return {}
     return {k: v for k, v in given.items() if k in field.args}
