@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # A burst of this many prepared sends is flushed at once by the send that completes it
-# (see app.services.coalesce): at 32 concurrent requests, two batches overlap.
+# (see app.services.coalesce): at 32 concurrent requests, two batches overlap. The rest
+# of a burst goes at the end of the event-loop pass that prepared it (window 0): waiting
+# longer for company only idles the process between bursts.
 LEAD_AT = 16
 
 
@@ -42,6 +44,6 @@ def intake(rt: Runtime) -> Coalescer[Prepared, SendOutcome]:
         async def flush(batch: list[Prepared]) -> list[SendOutcome]:
             return await accept_batch(rt, batch)
 
-        found = Coalescer(flush, on_error=_as_unavailable, lead_at=LEAD_AT)
+        found = Coalescer(flush, on_error=_as_unavailable, window=0, lead_at=LEAD_AT)
         rt.state["intake"] = found
     return found  # type: ignore[no-any-return]

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.rest import schemas as s
 from tests.rest.conftest import ADMIN, SERVICE, TEMPLATE, send_body, user_token
 
 PROBLEM = "application/problem+json"
@@ -45,6 +46,8 @@ async def test_send_get_list_cancel(client: Any) -> None:
     assert resp.status == 200, await resp.text()
     sent = await resp.json()
     assert sent["success"] is True and sent["status"] == "queued" and sent["message"]
+    # written without the model (the hot path), it is still exactly a SendResponse
+    assert s.SendResponse.model_validate(sent).model_dump(mode="json") == sent
     nid = sent["notification_id"]
 
     resp = await client.get(f"/api/notifications/{nid}", headers=SERVICE)
