@@ -2,9 +2,10 @@
 
 Escaping: HTML bodies escape variables (`{{name}}`) as Handlebars does; subjects,
 text bodies and SMS/push text do not (a text email must say "Tom & Jerry", not
-"Tom &amp; Jerry"). pybars3 has no per-render switch, so its module-level
-`escape` is wrapped once to consult a context variable; the switch is set only
-around a render and is safe under asyncio.
+"Tom &amp; Jerry"). pybars3 has no per-render switch, so its render-time
+functions are replaced once (app.template_runtime, which also makes them faster)
+by ones that consult a context variable; the switch is set only around a render
+and is safe under asyncio.
 
 pybars3 silently renders some broken templates as "" (an unclosed `{{#if}}`, a
 stray `{{`), so `validate()` checks block balance itself and reports the line
@@ -32,18 +33,14 @@ _escaping: contextvars.ContextVar[bool] = contextvars.ContextVar("escaping", def
 
 @functools.cache
 def _pybars() -> Any:
-    """Import pybars on first use (building its grammar costs ~1 s) and make escaping
-    switchable: its generated code calls the module-level `escape` at render time."""
+    """Import pybars on first use (building its grammar costs ~1 s), with the faster
+    render-time functions of app.template_runtime installed, which also make escaping
+    switchable: its generated code calls them at render time."""
     import pybars._compiler as compiler
 
-    original = compiler.escape
+    from app import template_runtime
 
-    def switchable_escape(something: str, *args: Any, **kwargs: Any) -> str:
-        if _escaping.get():
-            return original(something)  # type: ignore[no-any-return]
-        return something
-
-    compiler.escape = switchable_escape
+    template_runtime.install(escaping=_escaping)
     return compiler
 
 
@@ -89,9 +86,36 @@ MONTHS = [
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
+def _memoized(*kinds: type) -> Callable[[Callable[..., str]], Callable[..., str]]:
+    """Cache a (value, option) -> text formatter for values of exactly these types.
+
+    Why: the formatting helpers (Decimal arithmetic, ISO date parsing) were most of
+    a cached render, and notifications repeat the same prices and dates. Exact
+    types only, as 1, 1.0 and True are equal keys that may format differently
+    (typed=True keeps int and float apart; bools, subclasses and unhashable values
+    are formatted on every call)."""
+
+    def decorate(formatter: Callable[..., str]) -> Callable[..., str]:
+        cached = functools.lru_cache(maxsize=4096, typed=True)(formatter)
+
+        @functools.wraps(formatter)
+        def format_value(value: Any, option: str) -> str:
+            if type(value) in kinds:
+                return cached(value, option)
+            return formatter(value, option)
+
+        return format_value
+
+    return decorate
+
+
 def _currency(_this: Any, value: Any, currency: Any = "USD", *_: Any) -> str:
     """{{currency total 'EUR'}} -> €79.98 (en-US style, like Intl.NumberFormat)."""
-    code = str(currency or "USD").upper()
+    return _currency_text(value, str(currency or "USD").upper())
+
+
+@_memoized(str, int, float)
+def _currency_text(value: Any, code: str) -> str:
     try:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError):
@@ -120,11 +144,15 @@ def _to_datetime(value: Any) -> datetime | None:
 
 def _format_date(_this: Any, value: Any, style: Any = "long", *_: Any) -> str:
     """{{formatDate order_date 'medium'}}: short 1/5/26, medium Jan 5, 2026, long, full."""
+    return _date_text(value, str(style or "long"))
+
+
+@_memoized(str)  # not timestamps: they are shown in the local time zone, which may change
+def _date_text(value: Any, style: str) -> str:
     when = _to_datetime(value)
     if when is None:
         return str(value)
     month = MONTHS[when.month - 1]
-    style = str(style or "long")
     if style == "short":
         return f"{when.month}/{when.day}/{when.year % 100:02d}"
     if style == "medium":
@@ -144,7 +172,12 @@ def _pluralize(_this: Any, count: Any, singular: Any, plural: Any = None, *_: An
 
 def _url_encode(_this: Any, value: Any, *_: Any) -> str:
     """encodeURIComponent semantics."""
-    return urllib.parse.quote(str(value if value is not None else ""), safe="-_.!~*'()")
+    return _encode_uri_component(str(value if value is not None else ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _encode_uri_component(text: str) -> str:
+    return urllib.parse.quote(text, safe="-_.!~*'()")
 
 
 def _sanitized_html(_this: Any, value: Any, *_: Any) -> Any:
