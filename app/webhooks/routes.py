@@ -94,6 +94,15 @@ async def confirm_subscription(http: aiohttp.ClientSession, url: str) -> int:
         return r.status
 
 
+# A NUL, raw, JSON-escaped or form-encoded: PostgreSQL text cannot hold it, and the events
+# of concurrent requests are written together, so one such request is refused up front.
+NUL_MARKERS = (b"\x00", b"\\u0000", b"%00")
+
+
+def _carries_nul(body: bytes) -> bool:
+    return any(marker in body for marker in NUL_MARKERS)
+
+
 async def receive(request: web.Request, provider: str | None) -> web.Response:
     runtime_key, settings_key = _keys()
     settings = request.app[settings_key]
@@ -137,6 +146,12 @@ async def receive(request: web.Request, provider: str | None) -> web.Response:
         if not 200 <= status < 300:
             return problems.problem(502, f"SNS SubscribeURL answered {status}", code="BAD_GATEWAY")
         return web.json_response({"status": "subscribed", "provider": provider})
+    if _carries_nul(body):
+        metrics.labeled(metrics.webhook_requests_total, label, "invalid").inc()
+        return problems.problem(
+            400, f"{provider} webhook carries a NUL character, which cannot be stored",
+            code="BAD_REQUEST",
+        )  # fmt: skip
     delivery = Delivery(replay.delivery_id(provider, request.headers, body), events)
     counts = await webhook_intake(rt).submit(delivery)
     if counts is None:

@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -124,6 +125,32 @@ async def test_resend_applied_replay_and_rejections(env: Any) -> None:
     resp = await client.post("/webhooks/notifications", data=body, headers=headers)
     assert resp.status == 200 and (await resp.json())["provider"] == "resend"
     assert (await row(conn, other))["status"] == "bounced"
+
+
+async def test_concurrent_deliveries_share_a_batch_and_a_nul_poisons_none(env: Any) -> None:
+    """Concurrent webhooks are claimed and applied together; a signed body carrying a NUL
+    (which PostgreSQL text cannot hold) is refused alone, and a replay within the same
+    burst is answered as a duplicate."""
+    build, conn = env
+    client = await build()
+    ids = [await notification(conn, "resend", f"burst-{i}") for i in range(20)]
+    deliveries = [resend("email.delivered", f"burst-{i}") for i in range(20)]
+    poisoned = resend("email.delivered", "burst-\u0000x")
+    replayed = deliveries[0]
+    answers = await asyncio.gather(
+        *(client.post("/webhooks/resend", data=b, headers=h)
+          for b, h in [*deliveries, poisoned, replayed])
+    )  # fmt: skip
+    statuses = [a.status for a in answers]
+    assert statuses[:20] == [200] * 20 and statuses[20] == 400
+    bodies = [await a.json() for a in answers]
+    assert "NUL" in bodies[20]["detail"]
+    # one of the two identical deliveries applied, the other was the duplicate
+    assert sorted(b["status"] for b in (bodies[0], bodies[21])) == ["duplicate", "ok"]
+    assert await events(conn) == 20
+    assert [(await row(conn, nid))["status"] for nid in ids] == ["delivered"] * 20
+    # written in fewer transactions than requests (NOW() is per transaction)
+    assert await conn.fetchval("SELECT count(DISTINCT created_at) FROM notification_events") < 20
 
 
 async def test_unknown_message_stored_then_reconciled(env: Any) -> None:
