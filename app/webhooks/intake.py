@@ -52,6 +52,6 @@ def webhook_intake(rt: Runtime) -> Intake:
                 raise
             return [next(counts) if first else None for first in claimed]
 
-        found = Coalescer(flush, max_batch=200, lead_at=LEAD_AT)
+        found = Coalescer(flush, max_batch=200, window=0, lead_at=LEAD_AT)
         rt.state["webhook_intake"] = found
     return found  # type: ignore[no-any-return]

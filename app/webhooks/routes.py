@@ -70,7 +70,9 @@ def _keys() -> tuple[Any, Any]:
 
 def build_request(request: web.Request, body: bytes, public_url: str | None) -> WebhookRequest:
     """What the verifier sees: the URL the provider called (Twilio/Plivo sign it)."""
-    url = public_url.rstrip("/") + request.path_qs if public_url else str(request.url)
+    # as sent (scheme, Host header, raw path and query), without building a yarl URL
+    base = public_url.rstrip("/") if public_url else f"{request.scheme}://{request.host}"
+    url = base + request.path_qs
     form = None
     if "application/x-www-form-urlencoded" in (request.content_type or ""):
         try:
