@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from app import jsoncodec, metrics
 from app.errors import Forbidden, InvalidInput, NotificationError
+from app.main import AUTH, RUNTIME, SETTINGS
 from app.models import NUL_CHECKED, NUL_ESCAPE, Caller, SendRequest, nul_path
 from app.rest import openapi, problems
 from app.rest import schemas as s
@@ -33,18 +34,12 @@ JSON = "application/json"
 # --------------------------------------------------------------------------- helpers
 
 
-def _keys() -> tuple[Any, Any, Any]:
-    from app.main import AUTH, RUNTIME, SETTINGS
-
-    return AUTH, RUNTIME, SETTINGS
-
-
 def rt_of(request: web.Request) -> Any:
-    return request.app[_keys()[1]]
+    return request.app[RUNTIME]
 
 
 def authenticate(request: web.Request) -> Caller:
-    return request.app[_keys()[0]].authenticate(request.headers, request.remote)
+    return request.app[AUTH].authenticate(request.headers, request.remote)
 
 
 def privileged(request: web.Request) -> Caller:
@@ -56,7 +51,7 @@ def privileged(request: web.Request) -> Caller:
 
 async def read_json(request: web.Request) -> Any:
     """The JSON body; 413 over the size limit, 400 when empty or malformed."""
-    limit = request.app[_keys()[2]].max_body_size
+    limit = request.app[SETTINGS].max_body_size
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     raw = await request.read()
@@ -358,7 +353,7 @@ class _NoQuery(BaseModel):
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    if request.app[_keys()[2]].metrics_protected:
+    if request.app[SETTINGS].metrics_protected:
         privileged(request)
     try:  # the spec's queue gauge, refreshed on scrape
         size = await rt_of(request).db.fetchval("SELECT COUNT(*) FROM notification_queue")
@@ -406,6 +401,8 @@ ROUTES: list[tuple[str, str, Any]] = [
 
 def setup(app: web.Application) -> None:
     """Mount the REST routes and the middlewares (metrics outermost, then errors, limits)."""
-    app.middlewares.extend([metrics_middleware, problem_middleware, ratelimit_middleware])
+    app.middlewares.extend([metrics_middleware, problem_middleware])
+    if app[SETTINGS].api_rate_limit > 0:  # off: no layer at all on every request
+        app.middlewares.append(ratelimit_middleware)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from app import metrics
 from app.errors import Forbidden, NotFound
+from app.main import RUNTIME, SETTINGS
 from app.providers.base import (
     ProviderContext,
     WebhookInvalid,
@@ -60,12 +61,6 @@ def ip_allowed(remote: str | None, networks: tuple[Network, ...]) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     return any(address in network for network in networks)
-
-
-def _keys() -> tuple[Any, Any]:
-    from app.main import RUNTIME, SETTINGS
-
-    return RUNTIME, SETTINGS
 
 
 def build_request(request: web.Request, body: bytes, public_url: str | None) -> WebhookRequest:
@@ -106,9 +101,8 @@ def _carries_nul(body: bytes) -> bool:
 
 
 async def receive(request: web.Request, provider: str | None) -> web.Response:
-    runtime_key, settings_key = _keys()
-    settings = request.app[settings_key]
-    rt = request.app[runtime_key]
+    settings = request.app[SETTINGS]
+    rt = request.app[RUNTIME]
     label = provider or "unknown"
     if not ip_allowed(request.remote, request.app[NETWORKS]):
         metrics.labeled(metrics.webhook_requests_total, label, "forbidden").inc()
@@ -175,8 +169,6 @@ async def provider_webhook(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Register the webhook routes (the spec's single URL first, then per provider)."""
-    from app.main import SETTINGS
-
     app[NETWORKS] = parse_networks(app[SETTINGS].webhook_ip_whitelist)
     app.router.add_post("/webhooks/notifications", notifications_webhook)
     app.router.add_post("/webhooks/{provider}", provider_webhook)
