@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import linecache
 import re
+import sys
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -283,10 +285,21 @@ def compile_source(source: str) -> Compiled:
     found = _compiled.get(source)
     if found is None:
         if len(_compiled) >= MAX_COMPILED:
-            _compiled.pop(next(iter(_compiled)))
+            _evict(next(iter(_compiled)))
         found = _compiler().compile(source)
         _compiled[source] = found
     return found
+
+
+def _evict(source: str) -> None:
+    """Forget a compiled template. pybars registers each one as a module (sys.modules, and
+    its source in linecache); without dropping those, evicting freed nothing and a churn
+    of distinct sources grew the process without bound."""
+    template = _compiled.pop(source)
+    name = getattr(template, "__module__", None)
+    if name and name.startswith("pybars._templates.") and sys.modules.pop(name, None):
+        filename = name.replace("pybars.", "").replace(".", "/") + ".py"
+        linecache.cache.pop(filename, None)
 
 
 def render(source: str | None, variables: Mapping[str, Any], *, html: bool) -> str | None:

@@ -203,3 +203,22 @@ def test_fast_resolve_agrees_with_pybars_resolve() -> None:
         for path in paths:
             expected = outcome(template_runtime._pybars_resolve, context, path)
             assert outcome(template_runtime.resolve, context, path) == expected, (context, path)
+
+
+def test_evicted_templates_free_their_pybars_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pybars registers every compiled template as a module; eviction must drop it, or a
+    churn of distinct sources grows the process without bound."""
+    import sys
+
+    monkeypatch.setattr(templating, "MAX_COMPILED", 3)
+    monkeypatch.setattr(templating, "_compiled", {})
+
+    def registered() -> int:
+        return sum(1 for name in sys.modules if name.startswith("pybars._templates."))
+
+    templating.compile_source("{{a}} warm")
+    before = registered()
+    for i in range(20):
+        assert templating.render(f"{{{{a}}}} churn {i}", {"a": "x"}, html=False) == f"x churn {i}"
+    assert len(templating._compiled) == 3
+    assert registered() <= before + 3
