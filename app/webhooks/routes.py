@@ -91,13 +91,18 @@ async def confirm_subscription(http: aiohttp.ClientSession, url: str) -> int:
         return r.status
 
 
-# A NUL, raw, JSON-escaped or form-encoded: PostgreSQL text cannot hold it, and the events
-# of concurrent requests are written together, so one such request is refused up front.
-NUL_MARKERS = (b"\x00", b"\\u0000", b"%00")
+# A NUL, raw or JSON-escaped (or percent-encoded in a form body, which is decoded before
+# it is stored): PostgreSQL text cannot hold it, and the events of concurrent requests are
+# written together, so one such request is refused up front. "%00" inside a JSON string
+# (a clicked URL, say) is only text and stays allowed.
+NUL_MARKERS = (b"\x00", b"\\u0000")
+FORM_NUL = b"%00"
 
 
-def _carries_nul(body: bytes) -> bool:
-    return any(marker in body for marker in NUL_MARKERS)
+def _carries_nul(hook: WebhookRequest) -> bool:
+    if any(marker in hook.body for marker in NUL_MARKERS):
+        return True
+    return hook.form is not None and FORM_NUL in hook.body
 
 
 async def receive(request: web.Request, provider: str | None) -> web.Response:
@@ -142,7 +147,7 @@ async def receive(request: web.Request, provider: str | None) -> web.Response:
         if not 200 <= status < 300:
             return problems.problem(502, f"SNS SubscribeURL answered {status}", code="BAD_GATEWAY")
         return web.json_response({"status": "subscribed", "provider": provider})
-    if _carries_nul(body):
+    if _carries_nul(hook):
         metrics.labeled(metrics.webhook_requests_total, label, "invalid").inc()
         return problems.problem(
             400, f"{provider} webhook carries a NUL character, which cannot be stored",

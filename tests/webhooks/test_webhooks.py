@@ -153,6 +153,16 @@ async def test_concurrent_deliveries_share_a_batch_and_a_nul_poisons_none(env: A
     assert await conn.fetchval("SELECT count(DISTINCT created_at) FROM notification_events") < 20
 
 
+async def test_percent_zero_zero_in_json_is_only_text(env: Any) -> None:
+    build, conn = env
+    client = await build()
+    nid = await notification(conn, "resend", "msg-%00-text")
+    body, headers = resend("email.delivered", "msg-%00-text")
+    resp = await client.post("/webhooks/resend", data=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert (await row(conn, nid))["status"] == "delivered"
+
+
 async def test_unknown_message_stored_then_reconciled(env: Any) -> None:
     from app.main import SETTINGS
     from app.runtime import open_runtime
@@ -279,6 +289,11 @@ async def test_twilio_form_callback(env: Any) -> None:
     headers["X-Twilio-Signature"] = twilio_sign(TWILIO_TOKEN, PUBLIC + "/webhooks/twilio", late)
     resp = await client.post("/webhooks/twilio?tenant=a", data=urlencode(late), headers=headers)
     assert resp.status == 401
+    # a correctly signed form whose value decodes to a NUL is refused on its own
+    nul = {**params, "MessageSid": "SM\x00124"}
+    headers["X-Twilio-Signature"] = twilio_sign(TWILIO_TOKEN, url, nul)
+    resp = await client.post("/webhooks/twilio?tenant=a", data=urlencode(nul), headers=headers)
+    assert resp.status == 400 and "NUL" in (await resp.json())["detail"]
     assert await events(conn) == 2
 
 
