@@ -130,6 +130,18 @@ async def test_malformed_json_is_a_clean_400(client: Any, raw: bytes) -> None:
     assert await count_rows(client) == before
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_non_json_numbers_inside_a_valid_send_are_a_400(client: Any, constant: str) -> None:
+    """Python's json reads NaN/Infinity, PostgreSQL's jsonb refuses them: a send carrying
+    one in its variables must be refused up front, not fail its batch's insert."""
+    before = await count_rows(client)
+    raw = json.dumps(rest_send(variables={"n": 1})).replace('"n": 1', f'"n": {constant}')
+    status, (ctype, body) = await rest(client, None, raw=raw.encode())
+    assert status == 400 and ctype == "application/problem+json", (status, body)
+    assert "malformed JSON" in body["detail"]
+    assert await count_rows(client) == before
+
+
 async def test_bodies_over_the_limit_are_413_and_store_nothing(client: Any) -> None:
     before = await count_rows(client)
     huge = rest_send(body="x" * (MAX_BODY + 10))
