@@ -142,13 +142,7 @@ async def send(request: web.Request) -> web.Response:
 def _send_reply(outcome: notifications.SendOutcome) -> web.Response:
     """The SendResponse written directly: the API's hottest answer skips a model round trip
     (tests/rest check it against the SendResponse schema)."""
-    body = {
-        "success": outcome.success,
-        "notification_id": outcome.notification_id,
-        "message": outcome.message,
-        "status": outcome.status,
-    }
-    return web.Response(body=jsoncodec.dumps(body), content_type=JSON)
+    return web.Response(body=jsoncodec.dumps(outcome.as_dict()), content_type=JSON)
 
 
 async def send_batch(request: web.Request) -> web.Response:

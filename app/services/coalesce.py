@@ -21,6 +21,11 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+# The `lead_at` of the request intakes (sends, webhooks): at 32 concurrent requests a
+# burst goes as two overlapping batches; smaller batches cost more per item than the
+# overlap gains (measured at 32 connections: 11 was ~15% slower, 24 no better).
+BURST_LEAD = 16
+
 T = TypeVar("T")
 R = TypeVar("R")
 

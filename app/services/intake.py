@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from app.errors import NotificationError, Unavailable, unavailable_from
-from app.services.coalesce import Coalescer
+from app.services.coalesce import BURST_LEAD, Coalescer
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -19,11 +19,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A burst of this many prepared sends is flushed at once by the send that completes it
-# (see app.services.coalesce): at 32 concurrent requests, two batches overlap. The rest
-# of a burst goes at the end of the event-loop pass that prepared it (window 0): waiting
-# longer for company only idles the process between bursts.
-LEAD_AT = 16
+# A burst is flushed in parts by the sends that complete them (app.services.coalesce
+# BURST_LEAD); the rest of a burst goes at the end of the event-loop pass that prepared
+# it (window 0): waiting longer for company only idles the process between bursts.
 
 
 def _as_unavailable(exc: Exception) -> Exception:
@@ -44,6 +42,6 @@ def intake(rt: Runtime) -> Coalescer[Prepared, SendOutcome]:
         async def flush(batch: list[Prepared]) -> list[SendOutcome]:
             return await accept_batch(rt, batch)
 
-        found = Coalescer(flush, on_error=_as_unavailable, window=0, lead_at=LEAD_AT)
+        found = Coalescer(flush, on_error=_as_unavailable, window=0, lead_at=BURST_LEAD)
         rt.state["intake"] = found
     return found  # type: ignore[no-any-return]

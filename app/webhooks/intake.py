@@ -15,14 +15,11 @@ from typing import TYPE_CHECKING
 
 from app.providers.base import ProviderEvent
 from app.services import events as event_service
-from app.services.coalesce import Coalescer
+from app.services.coalesce import BURST_LEAD, Coalescer
 from app.webhooks import replay
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
-
-# Flush a burst in halves (see app.services.coalesce `lead_at`).
-LEAD_AT = 16
 
 
 @dataclass(frozen=True)
@@ -52,6 +49,6 @@ def webhook_intake(rt: Runtime) -> Intake:
                 raise
             return [next(counts) if first else None for first in claimed]
 
-        found = Coalescer(flush, max_batch=200, window=0, lead_at=LEAD_AT)
+        found = Coalescer(flush, max_batch=200, window=0, lead_at=BURST_LEAD)  # as the send intake
         rt.state["webhook_intake"] = found
     return found  # type: ignore[no-any-return]

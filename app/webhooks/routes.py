@@ -27,6 +27,7 @@ from aiohttp import web
 from app import metrics
 from app.errors import Forbidden, NotFound
 from app.main import RUNTIME, SETTINGS
+from app.models import NUL_ESCAPE
 from app.providers.base import (
     ProviderContext,
     WebhookInvalid,
@@ -95,7 +96,7 @@ async def confirm_subscription(http: aiohttp.ClientSession, url: str) -> int:
 # it is stored): PostgreSQL text cannot hold it, and the events of concurrent requests are
 # written together, so one such request is refused up front. "%00" inside a JSON string
 # (a clicked URL, say) is only text and stays allowed.
-NUL_MARKERS = (b"\x00", b"\\u0000")
+NUL_MARKERS = (b"\x00", NUL_ESCAPE)
 FORM_NUL = b"%00"
 
 
