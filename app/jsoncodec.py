@@ -57,6 +57,11 @@ def dumps(value: Any) -> bytes:
         return _slow(value, sort_keys=False)
 
 
+def dumps_text(value: Any) -> str:
+    """`dumps` as text: for a query parameter (json_to_recordset) or aiohttp's json=."""
+    return dumps(value).decode()
+
+
 def canonical(value: Any) -> bytes:
     """The same value always gives the same bytes (keys sorted): for hashing requests."""
     try:

@@ -33,10 +33,6 @@ def _encode_jsonb(value: Any) -> bytes:
     return b"\x01" + jsoncodec.dumps(value)
 
 
-def _json_text(value: Any) -> str:
-    return jsoncodec.dumps(value).decode()
-
-
 def _decode_jsonb(data: bytes) -> Any:
     return jsoncodec.loads(data[1:])
 
@@ -165,7 +161,7 @@ async def open_runtime(settings: Settings, **pool_overrides: Any) -> AsyncIterat
     http = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=200, limit_per_host=100),
         headers={"User-Agent": "hasura-notifications/0.1"},
-        json_serialize=_json_text,  # provider request bodies (json=...) through orjson
+        json_serialize=jsoncodec.dumps_text,  # provider request bodies (json=...) through orjson
     )
     runtime = Runtime(settings=settings, db=db, redis=redis, http=http)
     from app import templating

@@ -180,7 +180,6 @@ def _recipient(channel: Channel, raw: Any) -> tuple[dict[str, Any], str]:
 
 
 _UNSAFE = re.compile(r"[\r\n\x00]")
-_dumps = jsoncodec.dumps
 
 
 def _render(source: str | None, variables: Mapping[str, Any], html: bool) -> str | None:
@@ -303,12 +302,12 @@ def _stage_chunk(
         if key in seen:
             duplicates += 1
             continue
-        own_json = _dumps(own) if own else None
+        own_json = jsoncodec.dumps(own) if own else None
         if own_json is not None and NUL_ESCAPE in own_json:
             rejected.append((index, f"variables.{find_nul(own)}: NUL characters are not allowed"))
             continue
         seen.add(key)
-        rows.append((user_id, _dumps(to).decode(), own_json.decode() if own_json else None))
+        rows.append((user_id, jsoncodec.dumps_text(to), own_json.decode() if own_json else None))
     return rows, rejected, duplicates
 
 

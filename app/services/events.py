@@ -206,7 +206,7 @@ _UPDATE_COLUMNS = (
 
 def _records(columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> str:
     """Rows as the json document json_to_recordset reads."""
-    return jsoncodec.dumps([dict(zip(columns, row, strict=True)) for row in rows]).decode()
+    return jsoncodec.dumps_text([dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def _payload(event: ProviderEvent) -> dict[str, Any]:

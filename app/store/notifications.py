@@ -98,7 +98,7 @@ async def insert_many(conn: Conn, rows: Sequence[NewNotification]) -> set[UUID]:
     """
     if not rows:
         return set()
-    records = await conn.fetch(_INSERT, jsoncodec.dumps(rows).decode())
+    records = await conn.fetch(_INSERT, jsoncodec.dumps_text(rows))
     return {r["id"] for r in records}
 
 
