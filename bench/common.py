@@ -267,6 +267,14 @@ def _postgres_processes() -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
 
 
+def profile_summary(prof: Path) -> dict[str, Any]:
+    """What a `--profile` run keeps in its result (read back by `print_profile`)."""
+    return {
+        "profile_top_own_time": profile_top(prof, 30),
+        "profile_app_cumulative": profile_cumulative(prof, "/app/", 30),
+    }
+
+
 def print_profile(result: dict[str, Any], who: str) -> None:
     """The profile summary a `--profile` run keeps in its result."""
     print(f"\n{who}, top functions by own time:")

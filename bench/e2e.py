@@ -253,8 +253,7 @@ async def run(
             merged = common.WORK_DIR / "e2e_workers.prof"
             stats = pstats.Stats(*existing)
             stats.dump_stats(str(merged))
-            result["profile_top_own_time"] = common.profile_top(merged, 30)
-            result["profile_app_cumulative"] = common.profile_cumulative(merged, "/app/", 30)
+            result.update(common.profile_summary(merged))
     return result
 
 

@@ -217,8 +217,7 @@ async def run(
         finally:
             common.stop_process(api)
     if profile and prof is not None:
-        results["profile_top_own_time"] = common.profile_top(prof, 30)
-        results["profile_app_cumulative"] = common.profile_cumulative(prof, "/app/", 30)
+        results.update(common.profile_summary(prof))
     return results
 
 

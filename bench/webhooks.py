@@ -319,8 +319,7 @@ async def run(
         ],
     }
     if prof is not None:
-        result["profile_top_own_time"] = common.profile_top(prof, 30)
-        result["profile_app_cumulative"] = common.profile_cumulative(prof, "/app/", 30)
+        result.update(common.profile_summary(prof))
     return result
 
 
